@@ -1,0 +1,1 @@
+"""Imagery sources: local rasters, STAC COGs, Earth Engine — one Protocol (pipeline.seams)."""

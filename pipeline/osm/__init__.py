@@ -1,0 +1,1 @@
+"""OSM sources: files (pyosmium) and Overpass (overpy), yielding the same records."""

@@ -1,0 +1,68 @@
+"""Shared test set-up: offline environment, blocked network, the optional real-data folder."""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+
+import pytest
+
+for _k, _v in {
+    "HF_HUB_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "NO_GCE_CHECK": "true",
+    "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+    "DO_NOT_TRACK": "1",
+}.items():
+    os.environ.setdefault(_k, _v)
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SKYSCRIPT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _is_loopback(address: object) -> bool:
+    if isinstance(address, tuple) and address:
+        host = str(address[0])
+        return host in ("localhost", "::1") or host.startswith("127.")
+    return True  # AF_UNIX paths and the like
+
+
+def _guarded_connect(self: socket.socket, address: object) -> None:
+    if not _is_loopback(address):
+        raise OSError(f"network access is blocked in tests (tried {address!r}); use a loopback fixture")
+    return _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: object) -> int:
+    if not _is_loopback(address):
+        raise OSError(f"network access is blocked in tests (tried {address!r}); use a loopback fixture")
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True)
+def _block_network(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    if request.node.get_closest_marker("live"):
+        return
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """``../shared/data``; tests using it skip with a reason when it is absent."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"real sample data not present at {SHARED_DATA} (set SKYSCRIPT_SHARED_DATA)")
+    return SHARED_DATA
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("-m"):
+        return
+    skip_live = pytest.mark.skip(reason="live-service test; run with -m live")
+    for item in items:
+        if "live" in item.keywords:
+            item.add_marker(skip_live)
