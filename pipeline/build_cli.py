@@ -1,10 +1,88 @@
-"""``skyscript build`` (skeleton; the build orchestration fills it in)."""
+"""``skyscript build``: OSM objects + imagery → captioned webdataset shards."""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from pipeline.cli_util import friendly_errors
+from pipeline.config import load_config
+from pipeline.errors import BadInputError
+from pipeline.executors import EXECUTORS_HELP
+from pipeline.geo import BBox
+
+console = Console(stderr=True)
 
 
-def build_command() -> None:
-    """Build SkyScript-style shards."""
-    raise typer.Exit(code=2)
+@friendly_errors
+def build_command(
+    out: Annotated[Path, typer.Option("--out", help="Output folder (created; re-running resumes).")],
+    imagery: Annotated[str, typer.Option("--imagery", help="Imagery source, e.g. local:DIR.")],
+    osm: Annotated[
+        str | None,
+        typer.Option("--osm", "--source", help="OSM input: FILE (.osm.pbf/.osm/.osm.bz2/.parquet), "
+                     "pbf:FILE or overpass:URL."),
+    ] = None,
+    bbox: Annotated[str | None, typer.Option(help="Only objects inside W,S,E,N (degrees).")] = None,
+    max_objects: Annotated[int | None, typer.Option(help="Seeded random subset of N objects.")] = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default from config).")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML config layered over the preset.")] = None,
+    preset: Annotated[str, typer.Option(help="Config preset shipped with the package.")] = "default",
+    tag_model: Annotated[
+        str | None, typer.Option(help="Trained tag classifier folder for tags without a label.")
+    ] = None,
+    executor: Annotated[str, typer.Option(help=EXECUTORS_HELP)] = "local",
+    overwrite: Annotated[bool, typer.Option(help="Delete earlier outputs in --out and start over.")] = False,
+    prefect: Annotated[bool, typer.Option(help="Run as the Prefect flow build-skyscript.")] = False,
+) -> None:
+    """Build SkyScript-style image-text shards (resumable: finished shards are skipped)."""
+    if osm is None:
+        raise BadInputError("pass --osm FILE (an .osm.pbf/.osm/.osm.bz2 extract or objects.parquet)")
+    if max_objects is not None and max_objects <= 0:
+        raise BadInputError(f"--max-objects must be positive, got {max_objects}")
+    box = BBox.parse(bbox) if bbox else None
+    cfg = load_config(config, preset=preset, seed=seed, max_objects=max_objects)
+    from pipeline.build import BuildInputs
+
+    inputs = BuildInputs(osm=osm, imagery=imagery, out=str(out), bbox=box, tag_model=tag_model)
+    if prefect:
+        from flows.build import build_skyscript_flow
+
+        summary = build_skyscript_flow(
+            osm=osm, imagery=imagery, out=str(out), bbox=bbox, max_objects=max_objects, seed=seed,
+            config=None if config is None else str(config), preset=preset, tag_model=tag_model,
+            overwrite=overwrite, executor=executor,
+        )
+    else:
+        summary = run_with_progress(inputs, cfg, overwrite=overwrite, executor=executor)
+    console.print(
+        f"[green]done[/]: {summary['written']} samples written, {summary['failed']} failed rows, "
+        f"{summary['shards_done']}/{summary['shards_total']} shards in {out}"
+    )
+    if summary["errors"]:
+        top = ", ".join(f"{k} ×{v}" for k, v in list(summary["errors"].items())[:5])
+        console.print(f"failures by reason: {top}")
+
+
+def run_with_progress(inputs, cfg, *, overwrite: bool, executor: str) -> dict:  # type: ignore[no-untyped-def]
+    from pipeline.build import RunPlan, build
+
+    with Progress(
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        console=console, transient=False,
+    ) as progress:
+        bar = progress.add_task("objects", total=None)
+
+        def on_plan(plan: RunPlan) -> None:
+            done = sum(len(t.keys) for t in plan.tasks) - sum(len(t.keys) for t in plan.pending)
+            progress.update(bar, total=sum(len(t.keys) for t in plan.tasks), completed=done)
+
+        return build(
+            inputs, cfg, overwrite=overwrite, executor=executor,
+            log=lambda m: progress.console.print(m),
+            on_object=lambda: progress.advance(bar), on_plan=on_plan,
+        )

@@ -1,0 +1,78 @@
+"""Swappable executors for shard work: in-process, a local Dask cluster, or a Dask scheduler.
+
+Stage code never knows which one runs it: the unit of work is ``run_shard(task, ctx)``,
+a plain function over picklable records.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pipeline.errors import BadInputError
+
+EXECUTORS_HELP = "local (in-process, default) | dask-local[:N workers] | dask:tcp://HOST:PORT"
+
+
+def parse_executor(spec: str) -> tuple[str, str]:
+    kind, _, arg = spec.partition(":")
+    if kind not in ("local", "dask-local", "dask"):
+        raise BadInputError(f"unknown executor {spec!r}; use {EXECUTORS_HELP}")
+    if kind == "dask" and not arg:
+        raise BadInputError(f"executor {spec!r} needs a scheduler address, e.g. dask:tcp://127.0.0.1:8786")
+    if kind == "dask-local" and arg and not arg.isdigit():
+        raise BadInputError(f"executor {spec!r}: the worker count after ':' must be a number")
+    return kind, arg
+
+
+def map_shards(
+    tasks: Sequence[Any],
+    ctx: Any,
+    *,
+    executor: str = "local",
+    on_object: Callable[[], None] | None = None,
+    on_shard: Callable[[dict[str, Any]], None] | None = None,
+) -> list[dict[str, Any]]:
+    """Run ``run_shard`` over ``tasks``; returns their stats in task order.
+
+    ``on_object`` ticks per object in-process; with Dask, progress is per shard (``on_shard``).
+    A failing shard raises after the others finish, so finished shards are kept.
+    """
+    from pipeline.build import run_shard
+
+    kind, arg = parse_executor(executor)
+    if kind == "local":
+        results = []
+        for t in tasks:
+            stats = run_shard(t, ctx, on_object)
+            if on_shard is not None:
+                on_shard(stats)
+            results.append(stats)
+        return results
+
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if kind == "dask-local":
+        cluster = LocalCluster(n_workers=int(arg or 2), threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+    else:
+        client = Client(arg)
+    try:
+        futures = [client.submit(run_shard, t, ctx, pure=False) for t in tasks]
+        errors = []
+        for fut in as_completed(futures):
+            if fut.status == "error":
+                errors.append(fut.exception())
+                continue
+            stats = fut.result()
+            if on_shard is not None:
+                on_shard(stats)
+        if errors:
+            raise errors[0]
+        return [f.result() for f in futures]
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
