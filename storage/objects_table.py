@@ -1,7 +1,8 @@
 """``objects.parquet``: one row per acquired OSM object, geometry as WKB.
 
 Shared by ``skyscript osm --out`` and ``OUT/objects.parquet`` of a build, so a build can
-start from a table made earlier (``--osm objects.parquet``).
+start from a table made earlier (``--osm objects.parquet``). Writing and reading stream in
+row batches so a country- or planet-sized acquisition never sits in memory at once.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
+from types import TracebackType
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -30,6 +32,8 @@ SCHEMA = pa.schema(
         ("error_message", pa.string()),
     ]
 )
+REQUIRED_COLUMNS = ("osm_type", "osm_id", "tags", "geometry")
+BATCH_ROWS = 50_000
 
 
 def objects_to_table(objs: Iterable[OsmObject]) -> pa.Table:
@@ -46,15 +50,65 @@ def objects_to_table(objs: Iterable[OsmObject]) -> pa.Table:
     return pa.Table.from_pydict(rows, schema=SCHEMA)
 
 
+class ObjectsWriter:
+    """Streaming, atomic writer: rows go to a temp file in batches; ``close`` renames it.
+
+    Leaving the ``with`` block through an exception removes the temp file, so an existing
+    table at ``path`` is never replaced by a partial one.
+    """
+
+    def __init__(self, path: str | Path, batch_rows: int = BATCH_ROWS) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.batch_rows = batch_rows
+        self.rows = 0
+        self._pending: list[OsmObject] = []
+        self._writer = pq.ParquetWriter(self.tmp, SCHEMA)
+
+    def write(self, obj: OsmObject) -> None:
+        self._pending.append(obj)
+        if len(self._pending) >= self.batch_rows:
+            self._flush()
+
+    def write_all(self, objs: Iterable[OsmObject]) -> int:
+        for o in objs:
+            self.write(o)
+        return self.rows + len(self._pending)
+
+    def _flush(self) -> None:
+        if self._pending:
+            self._writer.write_table(objects_to_table(self._pending))
+            self.rows += len(self._pending)
+            self._pending = []
+
+    def close(self) -> int:
+        self._flush()
+        self._writer.close()
+        os.replace(self.tmp, self.path)
+        return self.rows
+
+    def abort(self) -> None:
+        self._writer.close()
+        self.tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> ObjectsWriter:
+        return self
+
+    def __exit__(
+        self, et: type[BaseException] | None, ev: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if et is None:
+            self.close()
+        else:
+            self.abort()
+
+
 def write_objects(path: str | Path, objs: Iterable[OsmObject]) -> int:
-    """Write atomically (temp name, then rename); returns the row count."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    table = objects_to_table(objs)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return table.num_rows
+    """Write atomically (temp name, then rename), streaming in batches; returns the row count."""
+    with ObjectsWriter(path) as writer:
+        writer.write_all(objs)
+    return writer.rows
 
 
 def table_to_objects(table: pa.Table) -> Iterator[OsmObject]:
@@ -66,20 +120,32 @@ def table_to_objects(table: pa.Table) -> Iterator[OsmObject]:
             osm_id=int(cols["osm_id"][i]),
             tags=json.loads(cols["tags"][i]),
             geometry=None if wkb is None else shapely.from_wkb(wkb),
-            status=cols["status"][i],
-            error_message=cols["error_message"][i] or "",
+            status=(cols["status"][i] if "status" in cols else None) or "ok",
+            error_message=(cols["error_message"][i] if "error_message" in cols else None) or "",
         )
 
 
-def read_objects(path: str | Path) -> list[OsmObject]:
+def check_objects_table(path: str | Path) -> pq.ParquetFile:
+    """Open ``path`` as an objects table or raise :class:`InputFileError` saying why."""
     path = Path(path)
     if not path.is_file():
         raise InputFileError(f"objects table not found: {str(path)!r}. Make one with `skyscript osm --out`.")
     try:
-        table = pq.read_table(path)
+        pf = pq.ParquetFile(path)
     except Exception as exc:  # pyarrow raises several types for a bad file
         raise InputFileError(f"{str(path)!r} is not a readable objects parquet file: {exc}") from exc
-    missing = [n for n in ("osm_type", "osm_id", "tags", "geometry") if n not in table.column_names]
+    missing = [n for n in REQUIRED_COLUMNS if n not in pf.schema_arrow.names]
     if missing:
         raise InputFileError(f"{str(path)!r} lacks objects-table columns {missing}")
-    return list(table_to_objects(table))
+    return pf
+
+
+def iter_objects(path: str | Path, batch_rows: int = BATCH_ROWS) -> Iterator[OsmObject]:
+    """Stream the objects of a table batch by batch (bounded memory)."""
+    pf = check_objects_table(path)
+    for batch in pf.iter_batches(batch_size=batch_rows):
+        yield from table_to_objects(pa.Table.from_batches([batch]))
+
+
+def read_objects(path: str | Path) -> list[OsmObject]:
+    return list(iter_objects(path))
