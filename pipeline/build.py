@@ -21,14 +21,13 @@ from typing import Any
 
 import numpy as np
 import pyproj
-from captioning.assemble import caption_multi, caption_single
-from captioning.overlay import Overlay
 from shapely.geometry import Polygon, box
 from shapely.ops import transform as shp_transform
-from tag_classifier.visibility import load_visibility
 
+from captioning.assemble import caption_multi, caption_single
+from captioning.overlay import Overlay
 from pipeline import runinfo
-from pipeline.chips import plan_chip
+from pipeline.chips import plan_for_source
 from pipeline.config import BuildConfig
 from pipeline.errors import BadInputError, SkyScriptError
 from pipeline.geo import BBox
@@ -38,6 +37,7 @@ from pipeline.records import ChipRequest, OsmObject, Pair
 from pipeline.seams import ImagerySource, TagVisibility
 from storage import shards as shard_io
 from storage.objects_table import read_objects, write_objects
+from tag_classifier.visibility import load_visibility
 
 OUTPUT_NAMES = ("run.json", "objects.parquet", "shards", "scores", "selections")
 
@@ -231,8 +231,8 @@ def make_pair(obj: OsmObject, res: _Resources, cfg: BuildConfig, timers: Counter
     if not obj.ok:
         return obj.error_message or "no usable geometry"
     t0 = time.perf_counter()
-    coverages = res.imagery.coverage(obj.geometry)
-    planned = plan_chip(obj, coverages, cfg.planner, cfg.seed)
+    # max_gsd lets the planner coarsen a too-large object only while it stays recognisable.
+    planned = plan_for_source(obj, res.imagery, cfg.planner, cfg.seed, max_gsd=res.vis.max_gsd(obj.tags))
     t1 = time.perf_counter()
     timers["plan"] += t1 - t0
     if isinstance(planned, str):
