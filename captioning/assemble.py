@@ -82,6 +82,14 @@ def ordered_tags(tags: Mapping[str, str], rules: CaptionRules | None = None) -> 
     return sorted(kept, key=lambda kv: rules.feature_rank(kv[0]))
 
 
+def tag_phrase(key: str, value: str, rules: CaptionRules | None = None) -> str:
+    """How one tag reads on its own terms: '' when the rules drop it or it is never captioned."""
+    rules = rules or default_rules()
+    if not _captionable(key, value, rules):
+        return ""
+    return _render(rules.lookup(key, value, _boolean(value)), key, value)
+
+
 def tag_phrases(tags: Mapping[str, str], rules: CaptionRules | None = None) -> list[str]:
     """One phrase per captionable tag, in caption order, without repeats.
 
@@ -93,7 +101,7 @@ def tag_phrases(tags: Mapping[str, str], rules: CaptionRules | None = None) -> l
     ordered = ordered_tags(tags, rules)
     out: list[str] = []
     for key, value in ordered:
-        text = _render(rules.lookup(key, value, _boolean(value)), key, value)
+        text = tag_phrase(key, value, rules)
         if text and text not in out:
             out.append(text)
     if not out and ordered:

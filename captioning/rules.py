@@ -51,7 +51,7 @@ class CaptionRules:
     phrases: dict[tuple[str, str], PhraseRule]
     feature_keys: tuple[str, ...]
     never_patterns: tuple[str, ...]
-    origin: str = "captioning/data"
+    origin: str = field(default="captioning/data", compare=False)
     _feature_rank: dict[str, int] = field(init=False, repr=False, compare=False)
     _never_exact: frozenset[str] = field(init=False, repr=False, compare=False)
     _never_globs: tuple[str, ...] = field(init=False, repr=False, compare=False)
@@ -149,9 +149,7 @@ def parse_rules(phrases_csv: str, feature_keys_csv: str, never_csv: str, origin:
     for row in _read_csv(feature_keys_csv, f"{origin}/{FEATURE_KEYS_FILE}", _FEATURE_COLUMNS):
         key = row["key"].strip()
         if not key or key in feature_keys:
-            raise ConfigError(
-                f"{origin}/{FEATURE_KEYS_FILE} line {row['_line']}: empty or repeated key {key!r}"
-            )
+            raise ConfigError(f"{origin}/{FEATURE_KEYS_FILE} line {row['_line']}: empty or repeated key {key!r}")
         feature_keys.append(key)
 
     never: list[str] = []
