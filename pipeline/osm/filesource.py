@@ -36,9 +36,7 @@ class FileOsmSource:
     (``flex_mem`` for country files; ``sparse_file_array,/tmp/nodes`` or
     ``dense_file_array,/tmp/nodes`` keeps a planet's node locations on disk)."""
 
-    def __init__(
-        self, path: str | os.PathLike[str], config: OsmConfig | None = None, index: str = "flex_mem"
-    ) -> None:
+    def __init__(self, path: str | os.PathLike[str], config: OsmConfig | None = None, index: str = "flex_mem") -> None:
         self.path = check_osm_file(path)
         self.config = config or OsmConfig()
         self.index = index

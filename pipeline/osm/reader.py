@@ -93,9 +93,7 @@ class _Pass:
 
     def relation(self, o: Any) -> None:
         tags = o.tags
-        if tags.get("type") in AREA_RELATION_TYPES and has_interesting_tags(
-            dict(tags), self.skip, relation=True
-        ):
+        if tags.get("type") in AREA_RELATION_TYPES and has_interesting_tags(dict(tags), self.skip, relation=True):
             self.relations_seen.add(o.id)
 
     def area(self, o: Any) -> OsmObject | None:
@@ -146,9 +144,7 @@ def iter_osm(
     yield from _failed_relations(indata, label, state, error)
 
 
-def _failed_relations(
-    indata: OsmInput, label: str, state: _Pass, error: type[SkyScriptError]
-) -> Iterator[OsmObject]:
+def _failed_relations(indata: OsmInput, label: str, state: _Pass, error: type[SkyScriptError]) -> Iterator[OsmObject]:
     """Rows for area relations osmium could not assemble (one extra pass over relations only)."""
     missing = state.relations_seen.difference(state.relations_built)
     if not missing:

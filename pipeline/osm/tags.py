@@ -56,9 +56,7 @@ AREA_VALUES: dict[str, frozenset[str]] = {
 AREA_RELATION_TYPES = frozenset({"multipolygon", "boundary"})
 
 
-def has_interesting_tags(
-    tags: Mapping[str, str], uninteresting: Iterable[str], relation: bool = False
-) -> bool:
+def has_interesting_tags(tags: Mapping[str, str], uninteresting: Iterable[str], relation: bool = False) -> bool:
     """True when some tag says what the object is (not only editor notes, sources, ``type``)."""
     skip = set(uninteresting)
     if relation:
