@@ -15,6 +15,8 @@ from pipeline.osm.overpass import OverpassConfig
 from pipeline.osm.overpass_ql import QueryLimits
 from tests.osm.overpass_server import OverpassFixture
 
+ROOT = Path(__file__).resolve().parents[2]
+
 
 def synthetic_elements(n: int = 6, x0: float = 24.0, y0: float = 60.0) -> list[dict[str, Any]]:
     """An n×n grid of buildings, a bench per building, a road, and a multipolygon with a hole."""
