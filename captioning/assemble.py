@@ -53,8 +53,11 @@ def _boolean(value: str) -> str | None:
     return _BOOLEANS.get(value.strip().lower())
 
 
-def _render(rule: PhraseRule, key: str, value: str) -> str:
-    shown = humanise_value(value)
+def _render(rule: PhraseRule, key: str, value: str, rules: CaptionRules) -> str:
+    colour = rules.colour_name(value)
+    if colour == "":
+        return ""  # a hex code and no palette to name it: leave the tag out
+    shown = colour or humanise_value(value)
     if rule.unit and _NUMBER.fullmatch(shown):
         shown = f"{shown} {rule.unit}"
     text = rule.phrase.format(key=humanise_key(key), value=shown)
@@ -87,7 +90,7 @@ def tag_phrase(key: str, value: str, rules: CaptionRules | None = None) -> str:
     rules = rules or default_rules()
     if not _captionable(key, value, rules):
         return ""
-    return _render(rules.lookup(key, value, _boolean(value)), key, value)
+    return _render(rules.lookup(key, value, _boolean(value)), key, value, rules)
 
 
 def tag_phrases(tags: Mapping[str, str], rules: CaptionRules | None = None) -> list[str]:
@@ -108,7 +111,9 @@ def tag_phrases(tags: Mapping[str, str], rules: CaptionRules | None = None) -> l
         key, value = ordered[0]
         boolean = _boolean(value)
         fallback = rules.lookup(ANY, value, boolean) if boolean else rules.phrases[(ANY, ANY)]
-        out.append(_render(fallback, key, value))
+        text = _render(fallback, key, value, rules)
+        if text:
+            out.append(text)
     return out
 
 

@@ -11,11 +11,15 @@ per never-captioned key pattern), so they live in data, not code:
   They lead the caption; every other tag follows in input order.
 - ``never_caption.csv`` (``pattern,reason``): shell-style key patterns (names, addresses, refs,
   sources, ...) that never reach a caption, whatever the visibility labels say.
+- ``colours.csv`` (``name,hex,note``): a palette; a hex colour value (``roof:colour=#b4c9b3``)
+  reads as the nearest name (``light grey roof``). Optional in a custom rules folder: without it,
+  hex colour tags are left out rather than shown as codes.
 """
 
 from __future__ import annotations
 
 import csv
+import re
 import string
 from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
@@ -27,13 +31,18 @@ from pipeline.errors import ConfigError, InputFileError
 
 ANY = "*"
 PLACEHOLDERS = frozenset({"key", "value"})
+BOOLEAN_VALUES = frozenset({"yes", "no", "true", "false"})
 PHRASES_FILE = "phrases.csv"
 FEATURE_KEYS_FILE = "feature_keys.csv"
 NEVER_FILE = "never_caption.csv"
+COLOURS_FILE = "colours.csv"
 
 _PHRASE_COLUMNS = ("key", "value", "phrase", "unit", "note")
 _FEATURE_COLUMNS = ("key", "note")
 _NEVER_COLUMNS = ("pattern", "reason")
+_COLOUR_COLUMNS = ("name", "hex", "note")
+_HEX = re.compile(r"#?([0-9a-fA-F]{6}|[0-9a-fA-F]{3})")
+RGB = tuple[int, int, int]
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,17 +60,19 @@ class CaptionRules:
     phrases: dict[tuple[str, str], PhraseRule]
     feature_keys: tuple[str, ...]
     never_patterns: tuple[str, ...]
+    colours: tuple[tuple[str, RGB], ...] = ()
     origin: str = field(default="captioning/data", compare=False)
     _feature_rank: dict[str, int] = field(init=False, repr=False, compare=False)
     _never_exact: frozenset[str] = field(init=False, repr=False, compare=False)
     _never_globs: tuple[str, ...] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        if (ANY, ANY) not in self.phrases:
-            raise ConfigError(
-                f"caption rules in {self.origin} lack the default row '*,*' in {PHRASES_FILE}; "
-                "add e.g. '*,*,{key} of {value},,'"
-            )
+        for value, example in ((ANY, "{key} of {value}"), ("yes", "{key}"), ("no", "no {key}")):
+            if (ANY, value) not in self.phrases:
+                raise ConfigError(
+                    f"caption rules in {self.origin} lack the default row '*,{value}' in {PHRASES_FILE}; "
+                    f"add e.g. '*,{value},{example},,'"
+                )
         rank = {k: i for i, k in enumerate(self.feature_keys)}
         exact = frozenset(p for p in self.never_patterns if not _is_glob(p))
         globs = tuple(p for p in self.never_patterns if _is_glob(p))
@@ -78,6 +89,20 @@ class CaptionRules:
         if key in self._never_exact:
             return True
         return any(fnmatchcase(key, p) for p in self._never_globs)
+
+    def colour_name(self, value: str) -> str | None:
+        """Nearest palette name for a hex colour (``#b4c9b3``); None if ``value`` is not one.
+
+        Returns '' when there is no palette: the caller leaves the tag out (never a raw code).
+        """
+        if not value.startswith("#"):
+            return None
+        rgb = _parse_hex(value)
+        if rgb is None:
+            return None
+        if not self.colours:
+            return ""
+        return min(self.colours, key=lambda c: sum((a - b) ** 2 for a, b in zip(c[1], rgb, strict=True)))[0]
 
     def lookup(self, key: str, value: str, boolean: str | None) -> PhraseRule:
         """The rule for a tag. ``boolean`` is ``"yes"``/``"no"`` when the value is one.
@@ -97,6 +122,16 @@ class CaptionRules:
             if rule is not None:
                 return rule
         return p[(ANY, ANY)]
+
+
+def _parse_hex(text: str) -> RGB | None:
+    m = _HEX.fullmatch(text.strip())
+    if m is None:
+        return None
+    digits = m.group(1)
+    if len(digits) == 3:
+        digits = "".join(c * 2 for c in digits)
+    return (int(digits[0:2], 16), int(digits[2:4], 16), int(digits[4:6], 16))
 
 
 def _is_glob(pattern: str) -> bool:
@@ -132,8 +167,10 @@ def _check_phrase(phrase: str, where: str) -> None:
         )
 
 
-def parse_rules(phrases_csv: str, feature_keys_csv: str, never_csv: str, origin: str) -> CaptionRules:
-    """Build :class:`CaptionRules` from the three CSV texts, with errors naming file and line."""
+def parse_rules(
+    phrases_csv: str, feature_keys_csv: str, never_csv: str, origin: str, colours_csv: str | None = None
+) -> CaptionRules:
+    """Build :class:`CaptionRules` from the CSV texts, with errors naming file and line."""
     phrases: dict[tuple[str, str], PhraseRule] = {}
     for row in _read_csv(phrases_csv, f"{origin}/{PHRASES_FILE}", _PHRASE_COLUMNS):
         where = f"{origin}/{PHRASES_FILE} line {row['_line']}"
@@ -143,6 +180,8 @@ def parse_rules(phrases_csv: str, feature_keys_csv: str, never_csv: str, origin:
         if (key, value) in phrases:
             raise ConfigError(f"{where}: duplicate rule for {key}={value}; keep one row per pair")
         _check_phrase(phrase, where)
+        if value.lower() in BOOLEAN_VALUES and "{value}" in phrase:
+            raise ConfigError(f"{where}: a rule for {key}={value} must not show the raw value; drop {{value}}")
         phrases[(key, value)] = PhraseRule(phrase=phrase, unit=row["unit"].strip())
 
     feature_keys: list[str] = []
@@ -159,7 +198,17 @@ def parse_rules(phrases_csv: str, feature_keys_csv: str, never_csv: str, origin:
             raise ConfigError(f"{origin}/{NEVER_FILE} line {row['_line']}: empty pattern")
         never.append(pattern)
 
-    return CaptionRules(phrases, tuple(feature_keys), tuple(never), origin=origin)
+    colours: list[tuple[str, RGB]] = []
+    if colours_csv is not None:
+        for row in _read_csv(colours_csv, f"{origin}/{COLOURS_FILE}", _COLOUR_COLUMNS):
+            name, rgb = row["name"].strip(), _parse_hex(row["hex"])
+            if not name or rgb is None or not row["hex"].strip().startswith("#"):
+                raise ConfigError(
+                    f"{origin}/{COLOURS_FILE} line {row['_line']}: need a name and a hex colour like #1a2b3c"
+                )
+            colours.append((name, rgb))
+
+    return CaptionRules(phrases, tuple(feature_keys), tuple(never), tuple(colours), origin=origin)
 
 
 def load_rules(folder: str | Path | None = None) -> CaptionRules:
@@ -176,7 +225,9 @@ def load_rules(folder: str | Path | None = None) -> CaptionRules:
                 f"{PHRASES_FILE}, {FEATURE_KEYS_FILE} and {NEVER_FILE} (copy captioning/data/)."
             )
         texts.append(path.read_text(encoding="utf-8"))
-    return parse_rules(*texts, origin=str(base))
+    colours = base / COLOURS_FILE
+    colours_csv = colours.read_text(encoding="utf-8") if colours.is_file() else None
+    return parse_rules(*texts, origin=str(base), colours_csv=colours_csv)
 
 
 @lru_cache(maxsize=1)
@@ -184,4 +235,5 @@ def default_rules() -> CaptionRules:
     """The packaged rules, parsed once per process (they are immutable)."""
     data = resources.files("captioning") / "data"
     texts = [(data / n).read_text(encoding="utf-8") for n in (PHRASES_FILE, FEATURE_KEYS_FILE, NEVER_FILE)]
-    return parse_rules(*texts, origin="captioning/data")
+    colours = (data / COLOURS_FILE).read_text(encoding="utf-8")
+    return parse_rules(*texts, origin="captioning/data", colours_csv=colours)

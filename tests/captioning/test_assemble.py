@@ -184,3 +184,11 @@ def test_separators_cannot_be_forged_by_values() -> None:
 def test_non_string_values_are_rejected_with_the_tag_named() -> None:
     with pytest.raises(BadInputError, match="cables"):
         caption_single({"power": "line", "cables": 3})  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize(
+    ("value", "roof"),
+    [("#b4c9b3", "light grey roof"), ("#111111", "black roof"), ("#EDDE10", "yellow roof"), ("#f00", "red roof")],
+)
+def test_hex_colours_read_as_names(value: str, roof: str) -> None:
+    assert caption_single({"building": "yes", "roof:colour": value}) == f"building, {roof}"

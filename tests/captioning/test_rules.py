@@ -12,7 +12,7 @@ from pipeline.errors import ConfigError, InputFileError
 
 DATA = Path(__file__).resolve().parents[2] / "captioning" / "data"
 PHRASES_HEADER = "key,value,phrase,unit,note\n"
-DEFAULT_ROW = "*,*,{key} of {value},,\n"
+DEFAULT_ROW = "*,*,{key} of {value},,\n*,yes,{key},,\n*,no,,,\n"
 FEATURES = "key,note\nbuilding,\n"
 NEVER = "pattern,reason\nname,\n"
 
@@ -54,12 +54,14 @@ def test_missing_rules_file_names_it(tmp_path: Path) -> None:
     ("phrases", "match"),
     [
         ("key,value,phrase\n" + DEFAULT_ROW, "header must be"),
-        (PHRASES_HEADER + "landuse,*,{key} of {value},,\n", "default row"),
-        (PHRASES_HEADER + DEFAULT_ROW + "crop,*,{colour} crop,,\n", r"line 3.*unknown placeholder"),
-        (PHRASES_HEADER + DEFAULT_ROW + "crop,*,{value crop,,\n", "line 3.*not a valid template"),
-        (PHRASES_HEADER + DEFAULT_ROW + "crop,*,a,,\ncrop,*,b,,\n", "line 4.*duplicate rule for crop=\\*"),
-        (PHRASES_HEADER + DEFAULT_ROW + ",*,a,,\n", "line 3.*must not be empty"),
-        (PHRASES_HEADER + DEFAULT_ROW + "crop,*,a,\n", "line 3.*expected 5 columns"),
+        (PHRASES_HEADER + "landuse,*,{key} of {value},,\n", r"default row '\*,\*'"),
+        (PHRASES_HEADER + "*,*,{key} of {value},,\n*,no,,,\n", r"default row '\*,yes'"),
+        (PHRASES_HEADER + DEFAULT_ROW + "lit,yes,lit {value},,\n", "line 5.*must not show the raw value"),
+        (PHRASES_HEADER + DEFAULT_ROW + "crop,*,{colour} crop,,\n", r"line 5.*unknown placeholder"),
+        (PHRASES_HEADER + DEFAULT_ROW + "crop,*,{value crop,,\n", "line 5.*not a valid template"),
+        (PHRASES_HEADER + DEFAULT_ROW + "crop,*,a,,\ncrop,*,b,,\n", "line 6.*duplicate rule for crop=\\*"),
+        (PHRASES_HEADER + DEFAULT_ROW + ",*,a,,\n", "line 5.*must not be empty"),
+        (PHRASES_HEADER + DEFAULT_ROW + "crop,*,a,\n", "line 5.*expected 5 columns"),
     ],
 )
 def test_malformed_phrases_fail_clearly(phrases: str, match: str) -> None:
@@ -73,3 +75,21 @@ def test_malformed_feature_keys_and_patterns_fail_clearly() -> None:
         parse_rules(ok, "key,note\nbuilding,\nbuilding,\n", NEVER, origin="x")
     with pytest.raises(ConfigError, match=r"never_caption\.csv line 2.*empty pattern"):
         parse_rules(ok, FEATURES, "pattern,reason\n,why\n", origin="x")
+
+
+def test_without_a_palette_hex_colours_are_left_out(tmp_path: Path) -> None:
+    (tmp_path / "phrases.csv").write_text(PHRASES_HEADER + DEFAULT_ROW)
+    (tmp_path / "feature_keys.csv").write_text(FEATURES)
+    (tmp_path / "never_caption.csv").write_text(NEVER)
+    rules = load_rules(tmp_path)
+    assert caption_single({"building": "yes", "roof:colour": "#b4c9b3"}, rules=rules) == "building"
+    assert caption_single({"roof:colour": "#b4c9b3"}, rules=rules) == ""
+    (tmp_path / "colours.csv").write_text("name,hex,note\nteal,#008080,\n")
+    rules = load_rules(tmp_path)
+    assert caption_single({"roof:colour": "#b4c9b3"}, rules=rules) == "roof colour of teal"
+
+
+@pytest.mark.parametrize("row", ["teal,008080,", ",#008080,", "teal,#00808,", "teal,#00808g,"])
+def test_malformed_palette_fails_clearly(row: str) -> None:
+    with pytest.raises(ConfigError, match=r"colours\.csv line 2"):
+        parse_rules(PHRASES_HEADER + DEFAULT_ROW, FEATURES, NEVER, origin="x", colours_csv=f"name,hex,note\n{row}\n")
