@@ -21,8 +21,8 @@ class Overlay:
     """A spatial index over objects' WGS84 geometries (objects without one are left out).
 
     Order of :meth:`around`: polygons before lines before points (what a neighbour covers
-    matters more than a dot), within a kind by the size of the part inside the tile (area,
-    then length), largest first, then by key. The order is total, so captions are reproducible
+    matters more than a dot), within a kind by the size of the part inside the tile (area for
+    polygons, length for lines), largest first, then by key. The order is total, so captions are reproducible
     whatever order the objects arrived in.
     """
 
@@ -31,6 +31,7 @@ class Overlay:
         self._objects: list[OsmObject] = kept
         self._geoms = np.array([o.geometry for o in kept], dtype=object)
         self._keys = np.array([o.key for o in kept], dtype=object)
+        self._dims = shapely.get_dimensions(self._geoms) if kept else np.zeros(0, dtype=int)
         self._tree = shapely.STRtree(self._geoms)
 
     def __len__(self) -> int:
@@ -54,9 +55,9 @@ class Overlay:
         if idx.size == 0:
             return []
         inside = _clip(self._geoms[idx], tile)
-        dims = shapely.get_dimensions(inside)
         area = shapely.area(inside)
         length = shapely.length(inside)
+        dims = self._dims[idx]
         keys = self._keys[idx].astype(str)
         # np.lexsort sorts by the last key first: dimension desc, area desc, length desc, key asc.
         order = np.lexsort((keys, -length, -area, -dims))
@@ -64,9 +65,16 @@ class Overlay:
 
 
 def _clip(geoms: np.ndarray, tile: BaseGeometry) -> np.ndarray:
-    """The parts of ``geoms`` inside ``tile``; repairs invalid inputs rather than failing the tile."""
+    """The parts of ``geoms`` inside the tile's bounding box, only to rank them by size.
+
+    Rectangle clipping is about 7x faster than a general intersection (measured on central
+    Helsinki) and exact for tiles that are lon/lat rectangles. A tile cut in a projected CRS is
+    a slightly rotated quadrilateral in lon/lat (grid convergence, a few degrees at most), so its
+    bounding box adds thin corner slivers; that can only nudge the size of objects lying in
+    them. Which objects count as inside stays exact (the STRtree ``intersects`` query).
+    """
     try:
-        return shapely.intersection(geoms, tile)
+        return shapely.clip_by_rect(geoms, *tile.bounds)
     except GEOSException:
-        # A self-intersecting polygon can make GEOS throw; make_valid is slow, so only on failure.
-        return shapely.intersection(shapely.make_valid(geoms), shapely.make_valid(tile))
+        # A badly broken ring can make GEOS throw; make_valid is slow, so only on failure.
+        return shapely.clip_by_rect(shapely.make_valid(geoms), *tile.bounds)
