@@ -71,9 +71,7 @@ def choose_bands(
     override: Sequence[int] | None = None,
 ) -> BandPlan:
     """Pick the R, G, B bands of a raster by the rules in the module docstring."""
-    names = [d or f"band{i + 1}" for i, d in enumerate(descriptions)] or [
-        f"band{i + 1}" for i in range(count)
-    ]
+    names = [d or f"band{i + 1}" for i, d in enumerate(descriptions)] or [f"band{i + 1}" for i in range(count)]
 
     def plan(idx: Sequence[int], rule: str) -> BandPlan:
         r, g, b = (int(i) for i in idx)
@@ -81,9 +79,7 @@ def choose_bands(
 
     if override is not None:
         if len(override) != 3 or any(not 1 <= int(i) <= count for i in override):
-            raise BadInputError(
-                f"bands={tuple(override)!r} must be three 1-based band indexes within 1..{count}"
-            )
+            raise BadInputError(f"bands={tuple(override)!r} must be three 1-based band indexes within 1..{count}")
         return plan(override, "override")
     ci = [c.lower() for c in colorinterp]
     if all(c in ci for c in ("red", "green", "blue")):

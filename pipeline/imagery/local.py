@@ -16,7 +16,6 @@ source pickles cheaply for Dask workers, which reopen files on first use.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 import warnings
@@ -31,8 +30,6 @@ import rasterio
 from affine import Affine
 from rasterio.enums import Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError
-from rasterio.warp import reproject, transform_bounds
-from rasterio.windows import Window, from_bounds
 from shapely import STRtree
 from shapely.geometry import Polygon, box
 from shapely.geometry.base import BaseGeometry
@@ -40,12 +37,12 @@ from shapely.geometry.base import BaseGeometry
 from pipeline.errors import BadInputError, ImageryError, InputFileError
 from pipeline.imagery.bands import STRETCHES, BandPlan, auto_stretch, choose_bands, to_uint8
 from pipeline.imagery.georef import crs_string, footprint_wgs84, ground_gsd
+from pipeline.imagery.warp import warp_to_grid
 from pipeline.records import Chip, ChipRequest
 from pipeline.seams import Coverage
 
 COLLECTION = "local"
 RASTER_SUFFIXES = (".tif", ".tiff")
-PAD_PX = 2  # source pixels read beyond the request so the resampling kernel has neighbours
 _RESAMPLING = {"nearest": Resampling.nearest, "bilinear": Resampling.bilinear, "cubic": Resampling.cubic}
 
 
@@ -169,8 +166,7 @@ class LocalRasterSource:
                     return self._describe_dataset(path, ds)
         except RasterioError as exc:
             raise InputFileError(
-                f"cannot read raster {str(path)!r}: {exc}. Is it a complete GeoTIFF? "
-                "Re-download or remove it."
+                f"cannot read raster {str(path)!r}: {exc}. Is it a complete GeoTIFF? Re-download or remove it."
             ) from exc
 
     def _describe_dataset(self, path: Path, ds: Any) -> RasterInfo:
@@ -180,9 +176,7 @@ class LocalRasterSource:
                 "`gdal_edit.py -a_srs EPSG:XXXX`) or remove it from the imagery folder."
             )
         if ds.transform == Affine.identity():
-            raise ImageryError(
-                f"raster {str(path)!r} has a CRS but no geotransform; georeference it or remove it."
-            )
+            raise ImageryError(f"raster {str(path)!r} has a CRS but no geotransform; georeference it or remove it.")
         plan = choose_bands(ds.count, [c.name for c in ds.colorinterp], list(ds.descriptions), self.bands)
         stretch = auto_stretch(ds.dtypes[0], plan, ds.count) if self.stretch == "auto" else self.stretch
         return RasterInfo(
@@ -249,9 +243,7 @@ class LocalRasterSource:
     def read(self, request: ChipRequest) -> Chip:
         """Pixels of ``request``'s grid from its raster (``image_id``, else the finest covering one)."""
         if request.width <= 0 or request.height <= 0 or request.gsd <= 0:
-            raise ImageryError(
-                f"request {request.key!r} has an empty grid ({request.width}x{request.height})"
-            )
+            raise ImageryError(f"request {request.key!r} has an empty grid ({request.width}x{request.height})")
         info = self._pick(request)
         try:
             data, window = self._warp(info, request)
@@ -295,9 +287,7 @@ class LocalRasterSource:
             return info
         found = self.coverage(box(*request.bbox))
         if not found:
-            raise ImageryError(
-                f"no raster in {str(self.root)!r} covers request {request.key!r} (bbox {request.bbox})"
-            )
+            raise ImageryError(f"no raster in {str(self.root)!r} covers request {request.key!r} (bbox {request.bbox})")
         return self._by_id[found[0].image_id]
 
     def _dataset(self, info: RasterInfo) -> Any:
@@ -322,52 +312,13 @@ class LocalRasterSource:
     def _warp(self, info: RasterInfo, request: ChipRequest) -> tuple[np.ndarray, list[int]]:
         """(3, H, W) float32 on the request grid (NaN where there is no data) and the source window."""
         ds = self._dataset(info)
-        dst = np.full((3, request.height, request.width), np.nan, dtype=np.float32)
-        src_bounds = transform_bounds(request.crs, ds.crs, *request.bounds, densify_pts=21)
-        full = Window(0, 0, ds.width, ds.height)
-        try:
-            win = from_bounds(*src_bounds, transform=ds.transform)
-            win = Window(
-                win.col_off - PAD_PX, win.row_off - PAD_PX, win.width + 2 * PAD_PX, win.height + 2 * PAD_PX
-            )
-            win = win.round_offsets(op="floor").round_lengths(op="ceil").intersection(full)
-        except rasterio.errors.WindowError:
-            return dst, [0, 0, 0, 0]  # the request lies outside this raster: all no-data
-        # Decimate while reading when the request is much coarser (uses overviews when present).
-        factor = max(1, int(min(win.width / request.width, win.height / request.height) // 2))
-        out_h, out_w = math.ceil(win.height / factor), math.ceil(win.width / factor)
         uniq = sorted(set(info.bands.indexes))
-        palette = info.bands.rule == "palette"
-        src = ds.read(
-            uniq,
-            window=win,
-            out_shape=(len(uniq), out_h, out_w),
-            masked=True,
-            resampling=Resampling.nearest if palette or factor == 1 else Resampling.average,
-        )
-        src_arr = src.astype(np.float32).filled(np.nan)
-        if np.dtype(info.dtype).kind == "f":
-            src_arr[~np.isfinite(src_arr)] = np.nan
-        wt, sx, sy = ds.window_transform(win), win.width / out_w, win.height / out_h
-        src_transform = Affine(wt.a * sx, wt.b * sy, wt.c, wt.d * sx, wt.e * sy, wt.f)  # decimated pixels
-        warped = np.full((len(uniq), request.height, request.width), np.nan, dtype=np.float32)
-        reproject(
-            src_arr,
-            warped,
-            src_transform=src_transform,
-            src_crs=ds.crs,
-            src_nodata=np.nan,
-            dst_transform=Affine(*request.transform),
-            dst_crs=request.crs,
-            dst_nodata=np.nan,
-            resampling=Resampling.nearest if palette else _RESAMPLING[self.resampling],
-            num_threads=1,
-        )
-        for out_i, band in enumerate(info.bands.indexes):
-            dst[out_i] = warped[uniq.index(band)]
+        palette = info.bands.rule == "palette"  # colour indexes must not be blended
+        resampling = Resampling.nearest if palette else _RESAMPLING[self.resampling]
+        warped, window = warp_to_grid(ds, uniq, request, resampling)
         if palette:
-            dst = _apply_palette(ds, dst[0])
-        return dst, [int(win.col_off), int(win.row_off), int(win.width), int(win.height)]
+            return _apply_palette(ds, warped[0]), window
+        return np.stack([warped[uniq.index(b)] for b in info.bands.indexes]), window
 
 
 def _apply_palette(ds: Any, index: np.ndarray) -> np.ndarray:
