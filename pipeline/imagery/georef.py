@@ -67,7 +67,10 @@ def ground_gsd(crs: CRS, transform: Affine, width: int, height: int) -> float:
 
 
 def footprint_wgs84(crs: CRS, transform: Affine, width: int, height: int) -> Polygon:
-    """The raster's outline in WGS84, edges densified so reprojected curvature is kept."""
+    """The raster's outline in WGS84, edges densified so reprojected curvature is kept.
+
+    Raises ``ValueError`` for a raster crossing the antimeridian.
+    """
     n = EDGE_POINTS
     cols = [width * i / (n - 1) for i in range(n)]
     rows = [height * i / (n - 1) for i in range(n)]
@@ -79,5 +82,10 @@ def footprint_wgs84(crs: CRS, transform: Affine, width: int, height: int) -> Pol
     )
     xs, ys = zip(*(_apply(transform, c, r) for c, r in ring), strict=True)
     lons, lats = transformer(crs_string(crs), WGS84).transform(list(xs), list(ys))
+    wraps = any(abs(a - b) > 180.0 for a, b in zip(lons, [*lons[1:], lons[0]], strict=True))
+    if wraps or max(lons) > 180.0 + 1e-9 or min(lons) < -180.0 - 1e-9:
+        # Its outline wraps from +180 to -180 (or runs past it): as one lon/lat polygon it would
+        # span the globe or miss the objects on the far side.
+        raise ValueError("the raster crosses the antimeridian (180°); split it into one file per side")
     poly = Polygon(zip(lons, lats, strict=True))
     return poly if poly.is_valid else poly.buffer(0)

@@ -177,6 +177,10 @@ class LocalRasterSource:
             )
         if ds.transform == Affine.identity():
             raise ImageryError(f"raster {str(path)!r} has a CRS but no geotransform; georeference it or remove it.")
+        try:
+            footprint = footprint_wgs84(ds.crs, ds.transform, ds.width, ds.height)
+        except ValueError as exc:
+            raise ImageryError(f"raster {str(path)!r}: {exc}") from exc
         plan = choose_bands(ds.count, [c.name for c in ds.colorinterp], list(ds.descriptions), self.bands)
         stretch = auto_stretch(ds.dtypes[0], plan, ds.count) if self.stretch == "auto" else self.stretch
         return RasterInfo(
@@ -184,7 +188,7 @@ class LocalRasterSource:
             image_id=self._image_id(path),
             crs=crs_string(ds.crs),
             native_gsd=ground_gsd(ds.crs, ds.transform, ds.width, ds.height),
-            footprint=footprint_wgs84(ds.crs, ds.transform, ds.width, ds.height),
+            footprint=footprint,
             width=ds.width,
             height=ds.height,
             count=ds.count,

@@ -9,8 +9,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import rasterio
 from affine import Affine
 from pyproj import Geod, Transformer
+from rasterio.enums import ColorInterp
 from rasterio.transform import from_origin
 from shapely.geometry import LineString, Point, box
 
@@ -267,3 +269,43 @@ def test_make_imagery_source_specs(folder: Path) -> None:
         make_imagery_source("")
     with pytest.raises(InputFileError, match="imagery folder not found"):
         make_imagery_source(f"local:{folder / 'missing'}")
+
+
+def test_rgba_alpha_marks_empty_pixels(tmp_path: Path) -> None:
+    data = np.full((4, 64, 64), 200, dtype=np.uint8)
+    data[3, :, :32] = 0  # west half transparent
+    x, y = Transformer.from_crs("EPSG:4326", "EPSG:3857", always_xy=True).transform(synth.MERC_LON, synth.MERC_LAT)
+    ci = [ColorInterp.red, ColorInterp.green, ColorInterp.blue, ColorInterp.alpha]
+    synth.write_raster(
+        tmp_path / "rgba.tif", data, "EPSG:3857", from_origin(x - 6.4, y + 6.4, 0.2, 0.2), colorinterp=ci
+    )
+    chip = LocalRasterSource(tmp_path).read(grid_request(synth.MERC_LON, synth.MERC_LAT, gsd=0.1, px=40))
+    assert chip.provenance["band_rule"] == "colorinterp" and chip.provenance["bands"] == [1, 2, 3]
+    assert 0.4 < chip.provenance["empty_fraction"] < 0.6
+    assert chip.pixels[:, :15].max() == 0 and chip.pixels[:, 25:].min() == 200
+
+
+def test_paletted_band_uses_its_colour_table(tmp_path: Path) -> None:
+    data = np.zeros((1, 64, 64), dtype=np.uint8)
+    data[0, :, 32:] = 1
+    path = synth.write_raster(tmp_path / "pal.tif", data, "EPSG:32633", from_origin(500000, 6000000, 10, 10))
+    with rasterio.open(path, "r+") as ds:
+        ds.write_colormap(1, {0: (0, 0, 255, 255), 1: (255, 255, 0, 255)})
+    src = LocalRasterSource(tmp_path)
+    assert src.rasters[0].bands.rule == "palette" and src.rasters[0].stretch == "none"
+    lon, lat = Transformer.from_crs("EPSG:32633", "EPSG:4326", always_xy=True).transform(500320, 5999680)
+    px = src.read(grid_request(lon, lat, gsd=10.0, px=20)).pixels
+    assert tuple(px[10, 2]) == (0, 0, 255) and tuple(px[10, 17]) == (255, 255, 0)
+
+
+def test_antimeridian_raster_is_skipped_with_reason(tmp_path: Path) -> None:
+    synth.write_raster(
+        tmp_path / "dateline.tif", np.ones((1, 8, 8), np.uint8), "EPSG:4326", from_origin(179.9, -16, 0.05, 0.05)
+    )
+    synth.write_raster(
+        tmp_path / "world.tif", np.ones((1, 18, 36), np.uint8), "EPSG:4326", from_origin(-180, 90, 10, 10)
+    )
+    with pytest.warns(UserWarning, match="antimeridian"):
+        src = LocalRasterSource(tmp_path)
+    assert [r.image_id for r in src.rasters] == ["world.tif"]  # a whole-world raster is fine
+    assert [c.image_id for c in src.coverage(Point(179.95, -16.1))] == ["world.tif"]
