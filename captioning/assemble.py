@@ -40,17 +40,29 @@ def humanise_key(key: str) -> str:
     return " ".join(key.replace("_", " ").replace(":", " ").split())
 
 
-def humanise_value(value: str) -> str:
-    """``minor_line`` -> ``minor line``; OSM multi-values ``a;b`` -> ``a and b``.
-
-    ``;`` must go: it separates objects in the multi-object caption.
-    """
+def _parts(value: str) -> list[str]:
+    """OSM multi-values (``a;b``), each humanised, empty ones dropped."""
     parts = [" ".join(p.replace("_", " ").split()) for p in value.split(";")]
-    return LATER_EXTRA.join(p for p in parts if p)
+    return [p for p in parts if p]
+
+
+def humanise_value(value: str) -> str:
+    """``minor_line`` -> ``minor line``; multi-values ``a;b`` -> ``a and b``.
+
+    ``;`` must go: it separates objects in the multi-object caption. A boolean among real values
+    (``bridge=yes;viaduct``) adds nothing and would show a raw ``yes``, so it is dropped.
+    """
+    parts = _parts(value)
+    words = [p for p in parts if p.lower() not in _BOOLEANS]
+    return LATER_EXTRA.join(words or parts)
 
 
 def _boolean(value: str) -> str | None:
-    return _BOOLEANS.get(value.strip().lower())
+    """``yes``/``no`` for boolean values, including multi-values made only of booleans."""
+    parts = _parts(value)
+    if parts and all(p.lower() in _BOOLEANS for p in parts):
+        return _BOOLEANS[parts[0].lower()]
+    return None
 
 
 def _render(rule: PhraseRule, key: str, value: str, rules: CaptionRules) -> str:

@@ -24,6 +24,7 @@ def test_humanise() -> None:
     assert humanise_value("minor_line") == "minor line"
     assert humanise_value("soccer;basketball") == "soccer and basketball"
     assert humanise_value(" paving__stones ") == "paving stones"
+    assert humanise_value("yes;viaduct") == "viaduct"
 
 
 def test_feature_key_leads_whatever_the_input_order() -> None:
@@ -79,6 +80,12 @@ def test_boolean_values_never_show_raw(key: str, value: str) -> None:
     words = text.replace(",", " ").lower().split()
     assert not {"yes", "true", "false"} & set(words)
     assert "of no" not in text and not text.endswith(" no")
+
+
+def test_boolean_multi_values() -> None:
+    assert caption_single({"highway": "primary", "bridge": "yes;viaduct"}) == "road of primary, viaduct bridge"
+    assert caption_single({"highway": "primary", "bridge": "yes;yes"}) == "road of primary, bridge"
+    assert caption_single({"highway": "primary", "lit": "no;yes"}) == "road of primary, no street lighting"
 
 
 def test_no_values_read_as_absence_or_are_dropped() -> None:

@@ -22,7 +22,7 @@ key_st = st.one_of(st.sampled_from(KNOWN_KEYS), st.lists(_word, min_size=1, max_
 )
 value_st = st.one_of(
     st.sampled_from(KNOWN_VALUES),
-    st.sampled_from(["yes", "no", "Yes", "true", "false", "-1", "12", "19.9 MW"]),
+    st.sampled_from(["yes", "no", "Yes", "true", "false", "-1", "12", "19.9 MW", "yes;no", "yes;x", "#a0b0c0"]),
     st.text(alphabet=string.ascii_letters + string.digits + "_ .-;", min_size=1, max_size=20).filter(
         lambda v: any(c.isalnum() for c in v)
     ),
