@@ -1,14 +1,20 @@
 """``LocalRasterSource``: a folder of GeoTIFF/COG rasters in any CRS, read with rasterio.
 
 The folder is indexed once (headers only): each raster's WGS84 footprint, ground GSD and band
-plan; footprints go into a shapely STRtree for ``coverage``. ``read`` reads only the source
-window under the request (decimated when the request is much coarser than the raster) and
-reprojects it onto the request's grid.
+plan; footprints (densified outlines, not just bounds) go into a shapely STRtree for
+``coverage``. ``read`` reads only the source window under the request (decimated when the
+request is much coarser than the raster) and reprojects it onto the request's grid.
 
-Bad files: a raster without a CRS, or a file GDAL cannot open, is skipped with a warning and
-listed (with the reason) under ``describe()["skipped"]`` — one stray file must not stop a
-planet-scale build — unless ``strict=True``, which raises instead. A missing folder, a folder
-with no rasters, or one where every raster was skipped raises :class:`InputFileError`.
+Bad files: a raster without a CRS (or geotransform), one crossing the antimeridian, or a file
+GDAL cannot open is skipped with a warning and listed (with the reason) under
+``describe()["skipped"]`` — one stray file must not stop a planet-scale build — unless
+``strict=True``, which raises instead. A missing folder, a folder with no rasters, or one where
+every raster was skipped raises :class:`InputFileError`. A file that opens but fails while
+reading (e.g. a truncated COG) raises :class:`ImageryError` naming it, per request, which the
+build records as a failed row.
+
+Bands and 8-bit stretches are chosen per raster by the rules in :mod:`pipeline.imagery.bands`;
+the windowed warp is :mod:`pipeline.imagery.warp`.
 
 Datasets are opened lazily and cached per thread (rasterio handles are not thread-safe), so the
 source pickles cheaply for Dask workers, which reopen files on first use.

@@ -309,3 +309,16 @@ def test_antimeridian_raster_is_skipped_with_reason(tmp_path: Path) -> None:
         src = LocalRasterSource(tmp_path)
     assert [r.image_id for r in src.rasters] == ["world.tif"]  # a whole-world raster is fine
     assert [c.image_id for c in src.coverage(Point(179.95, -16.1))] == ["world.tif"]
+
+
+def test_truncated_cog_fails_at_read_naming_the_file(tmp_path: Path) -> None:
+    """A COG keeps its header first, so truncation shows only when tiles are read."""
+    from rasterio.shutil import copy as rio_copy
+
+    (tmp_path / "cog").mkdir()
+    rio_copy(synth.merc_rgb(tmp_path), tmp_path / "cog" / "m.tif", driver="COG", COMPRESS="DEFLATE")
+    blob = (tmp_path / "cog" / "m.tif").read_bytes()
+    (tmp_path / "cog" / "m.tif").write_bytes(blob[: len(blob) // 3])
+    src = LocalRasterSource(tmp_path / "cog")
+    with pytest.raises(ImageryError, match=r"reading '.*m\.tif' for 'n1' failed"):
+        src.read(grid_request(synth.MERC_LON, synth.MERC_LAT, 0.1, 64))
