@@ -93,3 +93,12 @@ def test_without_a_palette_hex_colours_are_left_out(tmp_path: Path) -> None:
 def test_malformed_palette_fails_clearly(row: str) -> None:
     with pytest.raises(ConfigError, match=r"colours\.csv line 2"):
         parse_rules(PHRASES_HEADER + DEFAULT_ROW, FEATURES, NEVER, origin="x", colours_csv=f"name,hex,note\n{row}\n")
+
+
+def test_rules_pickle_for_dask_workers() -> None:
+    import pickle
+
+    rules = default_rules()
+    again = pickle.loads(pickle.dumps(rules))
+    assert again == rules
+    assert again.never_captioned("addr:street") and again.feature_rank("building") == 0
