@@ -55,3 +55,11 @@ def test_the_feature_key_leads_whatever_the_input_order(tags: dict[str, str]) ->
         return  # no feature key, or it reads as nothing: input order decides
     for order in (tags, dict(reversed(list(tags.items())))):
         assert tag_phrases(order)[0] == head
+
+
+@settings(max_examples=300, deadline=None)
+@given(key=st.one_of(st.sampled_from([p.replace("*", "x") for p in RULES.never_patterns]), key_st, _word))
+def test_never_caption_patterns_behave_like_shell_globs(key: str) -> None:
+    from fnmatch import fnmatchcase
+
+    assert RULES.never_captioned(key) == any(fnmatchcase(key, p) for p in RULES.never_patterns)
