@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,27 @@ def test_paper_examples_through_the_cli(fake_vis: list[FakeVisibility]) -> None:
 def test_paper_examples_with_the_real_labels() -> None:
     pytest.importorskip("tag_classifier.visibility", reason="the visibility labels module is not installed yet")
     check_examples(run(example_lines()))
+
+
+def test_paper_examples_through_a_real_process() -> None:
+    """The installed entry point end to end: real stdin/stdout pipes, real labels, exit status."""
+    pytest.importorskip("tag_classifier.visibility", reason="the visibility labels module is not installed yet")
+    stdin = "".join(line + "\n" for line in example_lines()) + "not json\n"
+    proc = subprocess.run(
+        [sys.executable, "-m", "pipeline.cli", "caption"],
+        input=stdin.encode(),
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+    lines = [json.loads(line) for line in proc.stdout.decode().splitlines()]
+    assert proc.returncode == 1  # the last line is bad
+    assert lines[-1] == {"error": "line 7: not valid JSON (Expecting value at column 1)"}
+    assert b"line 7" in proc.stderr
+    for ex, out in zip(PAPER_EXAMPLES, lines, strict=False):
+        assert out["single"] == ex.single or ex.single is None
+        assert out["multi"] == ex.multi or ex.multi is None
+    assert len(lines) == len(PAPER_EXAMPLES) + 1
 
 
 def test_real_labels_hide_names_and_addresses() -> None:
