@@ -1,20 +1,209 @@
-"""CLI for OSM acquisition: ``skyscript osm``, ``skyscript plan ...``, ``skyscript tags count``.
-
-(Skeleton: filled in by the OSM acquisition work.)
-"""
+"""CLI for OSM acquisition: ``skyscript osm``, ``skyscript plan cells|targeted``, ``skyscript tags count``."""
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+from typing import Annotated
+
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-plan_app = typer.Typer(help="Plan OSM acquisition: random land cells and targeted rare-tag queries.")
+from pipeline.cli_util import friendly_errors
+from pipeline.errors import BadInputError, OsmSourceError
+from pipeline.geo import BBox
+
+console = Console(stderr=True, highlight=False)
+plan_app = typer.Typer(
+    help="Plan OSM acquisition: random land cells and targeted rare-tag queries.", no_args_is_help=True
+)
 
 
-def osm_command() -> None:
-    """Acquire OSM objects into an objects table."""
-    raise typer.Exit(code=2)
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    )
 
 
-def tags_count_command() -> None:
-    """Per-tag object counts of an objects table."""
-    raise typer.Exit(code=2)
+@friendly_errors
+def osm_command(
+    source: Annotated[str, typer.Option("--source", help="pbf:FILE, overpass:URL, overpass, or an OSM file path.")],
+    out: Annotated[Path, typer.Option("--out", help="Objects table to write (objects.parquet).")],
+    cells: Annotated[Path | None, typer.Option(help="Cell plan from `skyscript plan cells`.")] = None,
+    targeted: Annotated[Path | None, typer.Option(help="Targeted plan from `skyscript plan targeted`.")] = None,
+    bbox: Annotated[str | None, typer.Option(help="Only objects intersecting W,S,E,N (degrees).")] = None,
+    tags: Annotated[str | None, typer.Option(help="Only objects with these tags: key=value,key2=*,...")] = None,
+    index: Annotated[
+        str, typer.Option(help="osmium node index for files (sparse_file_array,PATH for planets).")
+    ] = "flex_mem",
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Overpass: do not read or write the response cache.")
+    ] = False,
+) -> None:
+    """Acquire OSM objects into an objects table (one pass over a file for the whole plan).
+
+    Objects in any --cells cell OR with a --targeted/--tags tag are kept; --bbox restricts all of it.
+    With none of them a file source yields every object (Overpass refuses).
+    """
+    from pipeline.osm.acquire import acquire, count_queries
+    from pipeline.osm.tags import parse_tag_specs
+    from storage.objects_table import ObjectsWriter
+
+    plan = _make_plan(cells, targeted, BBox.parse(bbox) if bbox else None, parse_tag_specs(tags) if tags else [])
+    src = _make_source(source, index, no_cache)
+    total = count_queries(src, plan)
+    ok = failed = 0
+    with _progress() as progress, ObjectsWriter(out) as writer:
+        objects_task = progress.add_task("objects", total=None)
+        query_task = progress.add_task("Overpass queries", total=total) if total is not None else None
+        step = (lambda _q: progress.advance(query_task)) if query_task is not None else None
+        for obj in acquire(src, plan, on_step=step):
+            writer.write(obj)
+            ok, failed = (ok + 1, failed) if obj.ok else (ok, failed + 1)
+            progress.advance(objects_task)
+    console.print(f"wrote {ok + failed} objects ({ok} ok, {failed} failed) to {out}")
+    _report_failed_queries(src, out)
+
+
+def _make_plan(cells: Path | None, targeted: Path | None, box: BBox | None, tag_specs: list) -> object:
+    from pipeline.osm.cells import read_cells
+    from pipeline.osm.plan import Plan, Target
+    from pipeline.osm.targeted import read_targeted
+
+    targets = list(read_targeted(targeted)) if targeted else []
+    targets += [Target(k, v) for k, v in tag_specs]
+    return Plan(cells=read_cells(cells) if cells else None, targets=tuple(targets), bbox=box)
+
+
+def _make_source(spec: str, index: str, no_cache: bool) -> object:
+    from pipeline.osm import make_osm_source
+    from pipeline.osm.overpass import OverpassConfig
+
+    if spec.strip().startswith("overpass"):
+        cfg = OverpassConfig(cache_dir=None) if no_cache else OverpassConfig()
+        return make_osm_source(spec, overpass_config=cfg)
+    if spec.lower().endswith(".parquet"):
+        return make_osm_source(spec)
+    return make_osm_source(spec, index=index)
+
+
+def _report_failed_queries(src: object, out: Path) -> None:
+    failures = getattr(src, "failures", [])
+    if not failures:
+        return
+    listing = out.with_name(out.name + ".failed_queries.txt")
+    listing.write_text("\n\n".join(f"# {reason}\n{query}" for query, reason in failures) + "\n")
+    raise OsmSourceError(
+        f"{len(failures)} Overpass queries failed after retries (listed in {listing}); objects from the others "
+        f"are in {out}. Re-run the same command later: answered queries come from the cache."
+    )
+
+
+@plan_app.command("cells")
+@friendly_errors
+def plan_cells_command(
+    n: Annotated[int, typer.Option("--n", help="Number of distinct land cells.")],
+    out: Annotated[Path, typer.Option("--out", help="cells.parquet to write.")],
+    cell_deg: Annotated[float, typer.Option(help="Cell size in degrees.")] = 0.01,
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same cells).")] = 0,
+    bbox: Annotated[str | None, typer.Option(help="Restrict to W,S,E,N.")] = None,
+    region: Annotated[str | None, typer.Option(help="Restrict to a polygon: GeoJSON file or WKT.")] = None,
+) -> None:
+    """Random land cells, uniform by area (global-land-mask), deterministic per seed."""
+    from pipeline.osm.cells import sample_cells, write_cells
+
+    if bbox and region:
+        raise BadInputError("pass --bbox or --region, not both")
+    area = BBox.parse(bbox) if bbox else (_read_region(region) if region else None)
+    with console.status(f"sampling {n} land cells"):
+        plan = sample_cells(n, cell_deg, seed, area)
+    write_cells(out, plan, seed)
+    console.print(f"wrote {len(plan)} cells of {cell_deg}° to {out}")
+
+
+def _read_region(text: str) -> object:
+    import json
+
+    import shapely
+    from shapely.geometry import shape
+
+    path = Path(text)
+    try:
+        if path.is_file():
+            data = json.loads(path.read_text())
+            if data.get("type") == "FeatureCollection":
+                return shapely.union_all([shape(f["geometry"]) for f in data["features"]])
+            return shape(data.get("geometry", data))
+        return shapely.from_wkt(text)
+    except (ValueError, KeyError, TypeError, AttributeError, shapely.errors.GEOSException) as exc:
+        raise BadInputError(f"--region {text!r} is neither a GeoJSON file nor WKT: {exc}") from exc
+
+
+@plan_app.command("targeted")
+@friendly_errors
+def plan_targeted_command(
+    counts: Annotated[Path, typer.Option(help="Tag counts so far: counts.csv or objects.parquet.")],
+    candidates: Annotated[Path, typer.Option(help="Candidate tags: CSV with 'tag' (+ 'groundable') or lines.")],
+    out: Annotated[Path, typer.Option("--out", help="targeted.parquet to write.")],
+    cells: Annotated[Path | None, typer.Option(help="The cell plan the counts came from (scales counts).")] = None,
+    sampled_fraction: Annotated[float | None, typer.Option(help="Share of land the counts cover.")] = None,
+    max_count: Annotated[int, typer.Option(help="Tags seen on fewer objects are rare.")] = 100,
+    max_per_query: Annotated[int, typer.Option(help="Expected objects per query, at most.")] = 20_000,
+    bbox: Annotated[str | None, typer.Option(help="Region W,S,E,N (default: the world).")] = None,
+    keep_ocean: Annotated[bool, typer.Option("--keep-ocean", help="Also query tiles without land.")] = False,
+) -> None:
+    """Plan tiled global queries for rare candidate tags."""
+    from pipeline.osm.cells import read_cells
+    from pipeline.osm.tagstats import read_counts
+    from pipeline.osm.targeted import (
+        TargetedConfig,
+        plan_targeted,
+        read_candidates,
+        sampled_land_fraction,
+        write_targeted,
+    )
+
+    if max_count < 1 or max_per_query < 1:
+        raise BadInputError("--max-count and --max-per-query must be positive")
+    if sampled_fraction is None:
+        if cells is None:
+            raise BadInputError("pass --cells (the cell plan behind the counts) or --sampled-fraction")
+        plan = read_cells(cells)
+        sampled_fraction = sampled_land_fraction(len(plan), plan.cell_deg)
+    cfg = TargetedConfig(max_count=max_count, max_objects_per_query=max_per_query, keep_ocean=keep_ocean)
+    with console.status("planning targeted queries"):
+        rows = plan_targeted(
+            read_counts(counts), read_candidates(candidates), sampled_fraction, BBox.parse(bbox) if bbox else None, cfg
+        )
+    write_targeted(out, rows)
+    tags = len({r["tag"] for r in rows})
+    console.print(f"wrote {len(rows)} queries for {tags} rare tags to {out}")
+
+
+@friendly_errors
+def tags_count_command(
+    objects: Annotated[Path, typer.Argument(help="objects.parquet from `skyscript osm` or a build.")],
+    out: Annotated[Path | None, typer.Option("--out", help="CSV to write (default: CSV on stdout).")] = None,
+    ok_only: Annotated[bool, typer.Option("--ok-only", help="Count only objects with a usable geometry.")] = False,
+) -> None:
+    """Per-tag object counts (key=value and key=*) of an objects table."""
+    from pipeline.osm.tagstats import count_table, write_counts
+
+    counts, n = count_table(objects, ok_only=ok_only)
+    if out is None:
+        import csv
+
+        w = csv.writer(sys.stdout)
+        w.writerow(["tag", "key", "value", "count"])
+        for (k, v), c in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])):
+            w.writerow([f"{k}={v}", k, v, c])
+        return
+    rows = write_counts(out, counts)
+    console.print(f"counted {n} objects: {rows} tags written to {out}")
