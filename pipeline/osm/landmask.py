@@ -98,3 +98,14 @@ class LandMask:
 
     def is_land(self, lat: np.ndarray | float, lon: np.ndarray | float) -> np.ndarray:
         return ~self.is_ocean(lat, lon)
+
+    def any_land(self, west: float, south: float, east: float, north: float) -> bool:
+        """Whether any mask pixel in the box is land (exact up to the 8-pixel byte packing, ~0.07°).
+
+        Reads the packed rows directly, so a 1 km island in a 30° tile is not missed.
+        """
+        rows, cols = self.index(np.array([north, south]), np.array([west, east]))
+        i_top, i_bottom = sorted(int(v) for v in rows)
+        j_left, j_right = sorted(int(v) for v in cols)
+        block = self.bits[i_top : i_bottom + 1, j_left >> 3 : (j_right >> 3) + 1]
+        return bool((block != 0xFF).any())

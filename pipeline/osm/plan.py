@@ -25,6 +25,7 @@ from pipeline.osm.select import Bounds
 from pipeline.osm.tags import TagMatcher, tag_spec_text
 
 WORLD = BBox(-180.0, -90.0, 180.0, 90.0)
+_EDGE = 1e-9  # in cell units
 _ENUMERATE_MAX = 64  # above this many grid cells in an object's bounds, scan the plan's cells instead
 
 
@@ -118,12 +119,21 @@ class PlanSelector:
     def _cells_in(self, bounds: Bounds) -> list[tuple[int, int]]:
         assert self.deg is not None
         d = self.deg
-        x0, y0 = math.floor(bounds[0] / d), math.floor(bounds[1] / d)
-        x1, y1 = math.floor(bounds[2] / d), math.floor(bounds[3] / d)
+        # Cells are closed boxes (as Overpass bboxes are): a coordinate on a cell edge touches
+        # both neighbours, so widen the index range a hair and let the exact test decide.
+        x0, y0 = math.floor(bounds[0] / d - _EDGE), math.floor(bounds[1] / d - _EDGE)
+        x1, y1 = math.floor(bounds[2] / d + _EDGE), math.floor(bounds[3] / d + _EDGE)
         if (x1 - x0 + 1) * (y1 - y0 + 1) <= _ENUMERATE_MAX:
             return [(i, j) for i in range(x0, x1 + 1) for j in range(y0, y1 + 1) if cell_key(i, j) in self.cell_keys]
         sel = (self.ix >= x0) & (self.ix <= x1) & (self.iy >= y0) & (self.iy <= y1)
         return list(zip(self.ix[sel].tolist(), self.iy[sel].tolist(), strict=True))
+
+    def _point_in_cells(self, lon: float, lat: float) -> bool:
+        d = self.deg
+        assert d is not None
+        return any(
+            i * d <= lon <= (i + 1) * d and j * d <= lat <= (j + 1) * d for i, j in self._cells_in((lon, lat, lon, lat))
+        )
 
     def _in_cells(self, geom: BaseGeometry) -> bool:
         if self.deg is None:
@@ -156,7 +166,7 @@ class PlanSelector:
             return False
         if self.everything:
             return True
-        if self.deg is not None and cell_key(math.floor(lon / self.deg), math.floor(lat / self.deg)) in self.cell_keys:
+        if self.deg is not None and self._point_in_cells(lon, lat):
             return True
         return self._target_ok(tags, lon, lat)
 

@@ -19,7 +19,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -106,13 +105,7 @@ def land_tiles(region: BBox, deg: float, land: LandMask | None, keep_ocean: bool
     tiles = [(i, j) for j in range(y0, max(y0, y1) + 1) for i in range(x0, max(x0, x1) + 1)]
     if keep_ocean or land is None:
         return tiles
-    out = []
-    for i, j in tiles:  # sample a grid of points: a tile with any land is kept
-        steps = max(2, min(200, int(deg / 0.05)))
-        gx, gy = np.meshgrid(np.linspace(i * deg, (i + 1) * deg, steps), np.linspace(j * deg, (j + 1) * deg, steps))
-        if land.is_land(np.clip(gy.ravel(), -90, 90), np.clip(gx.ravel(), -180, 180)).any():
-            out.append((i, j))
-    return out
+    return [(i, j) for i, j in tiles if land.any_land(i * deg, j * deg, (i + 1) * deg, (j + 1) * deg)]
 
 
 def plan_targeted(
