@@ -35,9 +35,8 @@ def independent_counts(path: Path) -> Counter[tuple[str, str]]:
     counts: Counter[tuple[str, str]] = Counter()
     for o in osmium.FileProcessor(str(path)):
         tags = {t.k: t.v for t in o.tags}
-        if o.is_relation():
-            if tags.pop("type", None) not in ("multipolygon", "boundary"):
-                continue
+        if o.is_relation() and tags.pop("type", None) not in ("multipolygon", "boundary"):
+            continue
         if not any(k not in SKIP for k in tags):
             continue
         for k, v in tags.items():
