@@ -243,21 +243,20 @@ def make_pair(obj: OsmObject, res: _Resources, cfg: BuildConfig, timers: Counter
     chip = res.imagery.read(planned)
     t2 = time.perf_counter()
     timers["read"] += t2 - t1
+    # Ask for extra neighbours: some have no visible tags and caption_multi drops repeats.
     neighbours = res.overlay.around(obj, tile_polygon(planned), cfg.caption.max_surrounding * 4)
-    surrounding = []
-    for n in neighbours:
-        tags = res.vis.visible_tags(n.tags, planned.gsd)
-        if tags:
-            surrounding.append(tags)
-    surrounding = surrounding[: cfg.caption.max_surrounding]
+    surrounding = [t for t in (res.vis.visible_tags(n.tags, planned.gsd) for n in neighbours) if t]
+    single = caption_single(visible)
+    if not single:
+        return f"no caption: the visible tags {sorted(visible)} have no caption phrase"
     pair = Pair(
         key=obj.key,
         obj=obj,
         chip=chip,
         visible_tags=visible,
-        caption_single=caption_single(visible),
-        caption_multi=caption_multi(visible, surrounding),
-        surrounding=surrounding,
+        caption_single=single,
+        caption_multi=caption_multi(visible, surrounding, max_surrounding=cfg.caption.max_surrounding),
+        surrounding=surrounding[: cfg.caption.max_surrounding * 4],
     )
     timers["caption"] += time.perf_counter() - t2
     return pair
