@@ -330,6 +330,7 @@ def build(
     log: Callable[[str], None] = print,
     on_object: Callable[[], None] | None = None,
     on_plan: Callable[[RunPlan], None] | None = None,
+    on_shard: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run the whole build; re-running resumes (finished shards are skipped)."""
     from pipeline.executors import map_shards
@@ -337,7 +338,7 @@ def build(
     plan = prepare_run(inputs, cfg, overwrite=overwrite, log=log)
     if on_plan is not None:
         on_plan(plan)
-    map_shards(plan.pending, plan.context, executor=executor, on_object=on_object)
+    map_shards(plan.pending, plan.context, executor=executor, on_object=on_object, on_shard=on_shard)
     return finish_run(plan)
 
 

@@ -12,7 +12,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from pipeline.cli_util import friendly_errors
 from pipeline.config import load_config
 from pipeline.errors import BadInputError
-from pipeline.executors import EXECUTORS_HELP
+from pipeline.executors import EXECUTORS_HELP, parse_executor
 from pipeline.geo import BBox
 
 console = Console(stderr=True)
@@ -45,6 +45,7 @@ def build_command(
     if max_objects is not None and max_objects <= 0:
         raise BadInputError(f"--max-objects must be positive, got {max_objects}")
     box = BBox.parse(bbox) if bbox else None
+    parse_executor(executor)  # fail before any work is done
     cfg = load_config(config, preset=preset, seed=seed, max_objects=max_objects)
     from pipeline.build import BuildInputs
 
@@ -85,4 +86,6 @@ def run_with_progress(inputs, cfg, *, overwrite: bool, executor: str) -> dict:  
             inputs, cfg, overwrite=overwrite, executor=executor,
             log=lambda m: progress.console.print(m),
             on_object=lambda: progress.advance(bar), on_plan=on_plan,
+            # Dask workers cannot tick per object across processes: advance per finished shard.
+            on_shard=None if executor == "local" else lambda st: progress.advance(bar, st["count"]),
         )

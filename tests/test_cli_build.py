@@ -101,3 +101,27 @@ def test_build_runs_as_prefect_flow(area: FakeArea, tmp_path: Path) -> None:
     assert res.returncode == 0, res.stderr[-3000:]
     assert "build-skyscript" in res.stderr + res.stdout
     assert len(sh.read_rows(out / "shards")) == 4
+
+
+@pytest.mark.slow
+def test_dask_executor_gives_identical_shards(area: FakeArea, tmp_path: Path) -> None:
+    common = ["--max-objects", "8", "--config", str(_small_shards(tmp_path))]
+    subprocess.run([*SKYSCRIPT, *_args(area, tmp_path / "local"), *common], check=True, env=_env(tmp_path),
+                   capture_output=True)
+    subprocess.run([*SKYSCRIPT, *_args(area, tmp_path / "dask"), *common, "--executor", "dask-local:2"],
+                   check=True, env=_env(tmp_path), capture_output=True, timeout=240)
+    local_shards = sorted((tmp_path / "local" / "shards").glob("*.tar"))
+    assert len(local_shards) == 4
+    for p in local_shards:
+        assert p.read_bytes() == (tmp_path / "dask" / "shards" / p.name).read_bytes()
+
+
+def _small_shards(tmp_path: Path) -> Path:
+    cfg = tmp_path / "two_per_shard.yaml"
+    cfg.write_text("shards:\n  shard_size: 2\n")
+    return cfg
+
+
+def test_unknown_executor_is_explained(area: FakeArea, tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, [*_args(area, tmp_path / "o"), "--executor", "spark"])
+    assert res.exit_code == 2 and "unknown executor" in res.output
