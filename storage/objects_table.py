@@ -33,7 +33,7 @@ SCHEMA = pa.schema(
     ]
 )
 REQUIRED_COLUMNS = ("osm_type", "osm_id", "tags", "geometry")
-BATCH_ROWS = 50_000
+BATCH_ROWS = 10_000  # rows held before a row group is written (bounds memory)
 
 
 def objects_to_table(objs: Iterable[OsmObject]) -> pa.Table:

@@ -37,14 +37,13 @@ def repair_polygonal(geom: BaseGeometry, what: str) -> BaseGeometry:
     return fixed
 
 
-def way_geometry(coords: Sequence[tuple[float, float]], area: bool, what: str) -> BaseGeometry:
-    """LineString, or Polygon when ``area`` (the caller checked the way is closed)."""
-    distinct = len(set(coords))
-    if distinct < 2:
+def way_geometry(line: LineString, area: bool, what: str) -> BaseGeometry:
+    """``line`` itself, or a Polygon of its ring when ``area`` (the caller checked it is closed)."""
+    if line.length == 0:
         raise GeometryFailure(f"{what} has fewer than 2 distinct node locations")
-    if area and len(coords) >= 4 and distinct >= 3:
-        return repair_polygonal(Polygon(coords), what)
-    return LineString(coords)
+    if area and shapely.get_num_coordinates(line) >= 4:
+        return repair_polygonal(shapely.polygons(line.coords), what)
+    return line
 
 
 def as_multipolygon(geom: BaseGeometry) -> MultiPolygon:
