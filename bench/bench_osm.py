@@ -50,7 +50,7 @@ def source_scan(path: Path) -> tuple[int, float]:
 
 
 def bench_pbf(files: list[Path], repeat: int) -> None:
-    print("\n## PBF source vs raw pyosmium scan (best of %d)" % repeat)
+    print(f"\n## PBF source vs raw pyosmium scan (best of {repeat})")
     print(
         f"{'file':<18}{'elements':>10}{'raw s':>9}{'raw+geom s':>12}{'ours s':>9}{'objects':>9}"
         f"{'objects/s':>11}{'ours/raw':>10}{'ours/raw+geom':>15}"
@@ -127,9 +127,9 @@ def bench_memory(helsinki: Path, tmp: Path, sizes: tuple[int, ...]) -> None:
 def bench_overpass(requests: int, slots: int) -> None:
     import random
 
+    from pipeline.geo import BBox
     from pipeline.osm.overpass import OverpassConfig, OverpassSource
     from pipeline.osm.overpass_ql import build_query, split_bbox
-    from pipeline.geo import BBox
     from tests.osm.conftest import synthetic_elements
     from tests.osm.overpass_server import OverpassFixture
 
