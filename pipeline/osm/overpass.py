@@ -17,6 +17,7 @@ import osmium
 from pipeline.config import OsmConfig
 from pipeline.errors import BadInputError, OsmSourceError
 from pipeline.geo import BBox
+from pipeline.osm.idset import IdSet
 from pipeline.osm.overpass_client import OverpassClient
 from pipeline.osm.overpass_json import elements_to_osm_xml
 from pipeline.osm.overpass_ql import QueryLimits, Tag, build_query, parse_query, split_bbox
@@ -140,7 +141,7 @@ class OverpassSource:
         With ``keep_going`` a query that still fails after retries is recorded in
         ``failures`` and the run continues; otherwise its :class:`OsmSourceError` propagates.
         """
-        seen: set[str] = set()
+        seen = {t: IdSet() for t in ("node", "way", "relation")}  # compact even for millions of ids
         for query, result in self._fetch_all(queries):
             if on_done is not None:
                 on_done(query)
@@ -151,8 +152,8 @@ class OverpassSource:
                 continue
             sel = selector or _selector_of(query)
             for obj in objects_from_elements(result, f"Overpass response to {query[:80]!r}", self.config, sel):
-                if obj.key not in seen:
-                    seen.add(obj.key)
+                if obj.osm_id not in seen[obj.osm_type]:
+                    seen[obj.osm_type].add(obj.osm_id)
                     yield obj
 
     def _fetch_all(self, queries: Iterable[str]) -> Iterator[tuple[str, list[dict[str, Any]] | BaseException]]:

@@ -104,7 +104,7 @@ class _Pass:
         try:
             geom = shapely.from_wkb(self.wkb.create_multipolygon(o))  # hex WKB
             geom = as_multipolygon(repair_polygonal(geom, f"relation {rel_id}"))
-        except (RuntimeError, GeometryFailure, shapely.errors.GEOSException) as exc:
+        except (RuntimeError, osmium.InvalidLocationError, GeometryFailure, shapely.errors.GEOSException) as exc:
             reason = str(exc) if isinstance(exc, GeometryFailure) else f"relation {rel_id}: {RELATION_FAILED}"
             return failed("relation", rel_id, tags, reason) if self.selector.unlocated(tags) else None
         if not self.selector.maybe(geom.bounds, tags) or not self.selector.geometry(geom, tags):
@@ -137,6 +137,8 @@ def iter_osm(
             if obj is not None:
                 yield obj
     except RuntimeError as exc:
+        if isinstance(exc, SkyScriptError):
+            raise
         raise error(f"{label} is not readable OSM data (malformed or truncated file?): {exc}") from exc
     yield from _failed_relations(indata, label, state, error)
 

@@ -97,3 +97,15 @@ def test_pbf_and_overpass_identity_on_synthetic_data(fast_config: OverpassConfig
     from_file = list(make_osm_source(str(pbf)).objects(box))
     assert len(from_file) == len(expected_keys(elements))
     assert_same_objects(from_file, from_overpass)
+
+
+def test_recorded_status_reply(shared_data: Path, fast_config: OverpassConfig) -> None:
+    from pipeline.osm.overpass_client import status_wait_seconds
+
+    text = (shared_data / "overpass" / "status-response.txt").read_text()
+    assert status_wait_seconds(text) == 0  # "3 slots available now."
+    elements = synthetic_elements(n=2)
+    with OverpassFixture(elements, status_text=text) as fx:
+        objs = list(overpass(fast_config, fx).objects(extent(elements)))
+        assert fx.state.counts["status"] >= 1
+    assert {o.key for o in objs} == expected_keys(elements)

@@ -119,3 +119,16 @@ def test_one_pass_plan_on_helsinki(shared_data: Path, monkeypatch: pytest.Monkey
     assert {k for k in got if by_key[k].ok} == brute_force(everything, plan)
     failed = [by_key[k] for k in got if not by_key[k].ok]
     assert failed and all("missing from the input" in o.error_message for o in failed)
+
+
+def test_plan_over_an_objects_table(tmp_path: Path) -> None:
+    from storage.objects_table import write_objects
+
+    elements = synthetic_elements(n=6)
+    pbf_src = make_osm_source(str(write_pbf(elements, tmp_path / "s.osm.pbf")))
+    table = tmp_path / "objects.parquet"
+    write_objects(table, pbf_src.objects())
+    cells = sample_cells(12, 0.001, seed=4, region=extent(elements), land_only=False)
+    plan = Plan(cells=cells, targets=(Target("natural", "wood"),))
+    from_table = {o.key for o in acquire(make_osm_source(str(table)), plan)}
+    assert from_table == {o.key for o in acquire(pbf_src, plan)} and from_table
