@@ -46,6 +46,8 @@ def osm_command(
     no_cache: Annotated[
         bool, typer.Option("--no-cache", help="Overpass: do not read or write the response cache.")
     ] = False,
+    slots: Annotated[int | None, typer.Option(help="Overpass: concurrent queries per endpoint, all processes.")] = None,
+    attempts: Annotated[int | None, typer.Option(help="Overpass: tries per query before it is listed failed.")] = None,
 ) -> None:
     """Acquire OSM objects into an objects table (one pass over a file for the whole plan).
 
@@ -57,7 +59,7 @@ def osm_command(
     from storage.objects_table import ObjectsWriter
 
     plan = _make_plan(cells, targeted, BBox.parse(bbox) if bbox else None, parse_tag_specs(tags) if tags else [])
-    src = _make_source(source, index, no_cache)
+    src = _make_source(source, index, no_cache, slots, attempts)
     total = count_queries(src, plan)
     ok = failed = 0
     with _progress() as progress, ObjectsWriter(out) as writer:
@@ -82,12 +84,19 @@ def _make_plan(cells: Path | None, targeted: Path | None, box: BBox | None, tag_
     return Plan(cells=read_cells(cells) if cells else None, targets=tuple(targets), bbox=box)
 
 
-def _make_source(spec: str, index: str, no_cache: bool) -> object:
+def _make_source(spec: str, index: str, no_cache: bool, slots: int | None, attempts: int | None) -> object:
     from pipeline.osm import make_osm_source
     from pipeline.osm.overpass import OverpassConfig
 
     if spec.strip().startswith("overpass"):
-        cfg = OverpassConfig(cache_dir=None) if no_cache else OverpassConfig()
+        if (slots is not None and slots < 1) or (attempts is not None and attempts < 1):
+            raise BadInputError("--slots and --attempts must be at least 1")
+        cfg = OverpassConfig()
+        cfg = cfg.replace(
+            cache_dir=None if no_cache else cfg.cache_dir,
+            slots_per_endpoint=slots or cfg.slots_per_endpoint,
+            attempts=attempts or cfg.attempts,
+        )
         return make_osm_source(spec, overpass_config=cfg)
     if spec.lower().endswith(".parquet"):
         return make_osm_source(spec)

@@ -39,7 +39,7 @@ class _Pass:
     """State of one pass: config, selector and the relation bookkeeping."""
 
     def __init__(self, cfg: OsmConfig, selector: Selector) -> None:
-        self.skip = tuple(cfg.uninteresting_keys)
+        self.skip = frozenset(cfg.uninteresting_keys)
         self.selector = selector
         self.relations_seen = IdSet()  # area relations with interesting tags
         self.relations_built = IdSet()  # ... for which osmium produced an area

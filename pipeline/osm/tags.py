@@ -58,9 +58,9 @@ AREA_RELATION_TYPES = frozenset({"multipolygon", "boundary"})
 
 def has_interesting_tags(tags: Mapping[str, str], uninteresting: Iterable[str], relation: bool = False) -> bool:
     """True when some tag says what the object is (not only editor notes, sources, ``type``)."""
-    skip = set(uninteresting)
+    skip = uninteresting if isinstance(uninteresting, frozenset) else frozenset(uninteresting)
     if relation:
-        skip.add("type")  # a multipolygon with only ``type`` is an untagged ring set
+        skip = skip | {"type"}  # a multipolygon with only ``type`` is an untagged ring set
     return any(k not in skip for k in tags)
 
 

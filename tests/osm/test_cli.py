@@ -6,10 +6,12 @@ import csv
 import io
 from pathlib import Path
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
 from pipeline.cli import app
+from pipeline.osm.cells import CellPlan, write_cells
 from storage.objects_table import read_objects
 from tests.osm.conftest import synthetic_elements
 from tests.osm.overpass_server import OverpassFixture
@@ -105,3 +107,30 @@ def test_bad_input_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
     assert code == 2
     assert "Traceback" not in text and words in text and text.strip().startswith("error:")
     assert not (tmp_path / "o.parquet").exists()
+
+
+def test_overpass_cli_keeps_going_and_lists_failed_queries(tmp_path: Path) -> None:
+    out, cells = tmp_path / "o.parquet", tmp_path / "cells.parquet"
+    ix, iy = np.meshgrid(np.arange(2398, 2401), np.arange(5998, 6001))
+    write_cells(cells, CellPlan(0.01, ix.ravel(), iy.ravel()))
+    with OverpassFixture(synthetic_elements()) as fx:
+        fx.state.faults = ["504", "504"]  # the first query fails both of its attempts
+        code, text = run(
+            "osm",
+            "--source",
+            f"overpass:{fx.endpoint}",
+            "--cells",
+            str(cells),
+            "--out",
+            str(out),
+            "--no-cache",
+            "--slots",
+            "1",
+            "--attempts",
+            "2",
+        )
+        assert fx.state.counts["interpreter"] == 9 + 1
+    assert code == 2 and "1 Overpass queries failed" in text and "Traceback" not in text
+    listing = tmp_path / "o.parquet.failed_queries.txt"
+    assert "HTTP 504" in listing.read_text() and "[timeout:" in listing.read_text()
+    assert read_objects(out)  # the other queries' objects were written
