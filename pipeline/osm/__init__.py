@@ -14,7 +14,7 @@ from pipeline.seams import OsmSource
 
 FILE_SUFFIXES = (".osm.pbf", ".pbf", ".osm", ".osm.bz2", ".osm.gz")
 SPEC_HELP = (
-    "use pbf:FILE, overpass:URL, overpass (default endpoints), or a path ending in "
+    "use pbf:FILE, overpass:URL[,URL2...], overpass (default endpoints), or a path ending in "
     ".osm.pbf/.pbf/.osm/.osm.bz2/.osm.gz or .parquet (an objects table)"
 )
 
@@ -35,8 +35,8 @@ def make_osm_source(spec: str, config: OsmConfig | None = None, **options: Any) 
         from pipeline.osm.overpass import OverpassConfig, OverpassSource
 
         cfg: OverpassConfig = options.pop("overpass_config", None) or OverpassConfig()
-        if rest:
-            cfg = cfg.with_endpoints([rest])
+        if rest:  # overpass:URL or overpass:URL1,URL2 (tried in turn, each with its own slots)
+            cfg = cfg.with_endpoints([u for u in rest.split(",") if u.strip()])
         return OverpassSource(cfg, config, **options)
     if sep and kind in ("pbf", "file", "osm"):
         from pipeline.osm.filesource import FileOsmSource

@@ -165,7 +165,17 @@ def test_make_osm_source_overpass_forms() -> None:
     assert src.describe()["endpoints"] == ["https://example.org/api"]
     assert "pw" not in str(src.describe())
     assert len(make_osm_source("overpass").describe()["endpoints"]) >= 2
+    two = make_osm_source("overpass:https://a.example/api,https://b.example/api/interpreter")
+    assert two.describe()["endpoints"] == ["https://a.example/api", "https://b.example/api"]
     with pytest.raises(BadInputError, match="needs --bbox"):
         list(make_osm_source("overpass").objects())
     with pytest.raises(BadInputError, match="bad Overpass endpoint"):
         make_osm_source("overpass:ftp//nowhere")
+
+
+def test_failover_to_a_second_endpoint(fast_config: OverpassConfig) -> None:
+    with OverpassFixture(synthetic_elements()) as fx:
+        cfg = fast_config.with_endpoints(["http://127.0.0.1:9/api", fx.endpoint])  # the first is down
+        src = OverpassSource(cfg, sleep=short_sleep, rng=random.Random(0))
+        assert {o.key for o in src.objects(AREA)} == expected_keys(synthetic_elements())
+        assert src.client.stats["connection_errors"] <= 1
