@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import OsmConfig
-from pipeline.errors import InputFileError, require_file
+from pipeline.errors import BadInputError, InputFileError, require_file
 from pipeline.geo import BBox
 from pipeline.osm.geometry import intersects_bbox
 from pipeline.osm.reader import iter_osm
@@ -31,6 +31,19 @@ def check_osm_file(path: str | os.PathLike[str]) -> Path:
     return p
 
 
+def check_index(index: str) -> str:
+    """An osmium node-location index spec such as ``flex_mem`` or ``sparse_file_array,/tmp/nodes``."""
+    import osmium
+
+    name, _, arg = index.partition(",")
+    types = osmium.index.map_types()
+    if name not in types:
+        raise BadInputError(f"unknown node index {index!r}; use one of {types} (file types need ',PATH')")
+    if "_file_" in name and not arg:
+        raise BadInputError(f"node index {name!r} stores locations in a file: pass {name},/path/to/nodes.idx")
+    return index
+
+
 class FileOsmSource:
     """Streams one OSM file with pyosmium; ``index`` is osmium's node-location index
     (``flex_mem`` for country files; ``sparse_file_array,/tmp/nodes`` or
@@ -39,7 +52,7 @@ class FileOsmSource:
     def __init__(self, path: str | os.PathLike[str], config: OsmConfig | None = None, index: str = "flex_mem") -> None:
         self.path = check_osm_file(path)
         self.config = config or OsmConfig()
-        self.index = index
+        self.index = check_index(index)
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -118,3 +118,16 @@ def test_shared_extract_objects_are_valid(shared_data: Path) -> None:
     part = list(make_osm_source(str(pbf)).objects(box))
     assert 0 < len(part) < len(objs)
     assert all(o.geometry.intersects(shapely.box(*box.as_tuple())) for o in part if o.ok)
+
+
+def test_file_backed_node_index_gives_the_same_objects(tmp_path: Path, sample: Path) -> None:
+    mem = {o.key: o.geometry for o in make_osm_source(str(sample)).objects()}
+    disk = {
+        o.key: o.geometry for o in make_osm_source(str(sample), index=f"sparse_file_array,{tmp_path}/n.idx").objects()
+    }
+    assert mem.keys() == disk.keys()
+    assert all((mem[k] is None and disk[k] is None) or mem[k].equals(disk[k]) for k in mem)
+    with pytest.raises(BadInputError, match="unknown node index"):
+        make_osm_source(str(sample), index="bogus")
+    with pytest.raises(BadInputError, match="stores locations in a file"):
+        make_osm_source(str(sample), index="dense_file_array")
