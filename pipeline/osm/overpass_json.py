@@ -2,7 +2,7 @@
 
 Handles both response shapes: recursed (``out body; >; out skel qt;``: separate node
 elements) and inline geometry (``out body geom;``: coordinates on ways and relation members,
-for which node ids are synthesised, negative and shared by equal coordinates so rings close).
+for which node ids are synthesised, shared by equal coordinates so rings close).
 Elements are de-duplicated and sorted nodes, ways, relations as osmium expects.
 """
 
@@ -13,6 +13,9 @@ from typing import Any
 from xml.sax.saxutils import quoteattr
 
 _ORDER = {"node": 0, "way": 1, "relation": 2}
+# Synthetic node ids: positive (osmium's location index ignores negative ids) and far above
+# any real OSM id (~1.3e10), so they never collide with nodes of the response.
+_SYNTHETIC_BASE = 1 << 60
 
 
 class _Builder:
@@ -26,7 +29,7 @@ class _Builder:
         key = (lon, lat)
         nid = self._synthetic.get(key)
         if nid is None:
-            nid = -(len(self._synthetic) + 1)
+            nid = _SYNTHETIC_BASE + len(self._synthetic)
             self._synthetic[key] = nid
             self.nodes[nid] = (lon, lat, {})
         return nid

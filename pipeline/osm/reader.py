@@ -86,7 +86,11 @@ class _Pass:
         total = len(o.nodes)
         keep = self.selector.maybe(bbox_of_points(coords), tags) if coords else self.selector.unlocated(tags)
         reason = f"way {o.id} references {total - len(coords)} of {total} nodes missing from the input"
-        return failed("way", o.id, tags, reason + " (clipped extract?)") if keep else None
+        if any(n.ref < 0 for n in o.nodes):  # osmium's location index keeps positive ids only
+            reason += "; negative (unsaved) node ids are not supported: renumber with `osmium renumber`"
+        else:
+            reason += " (clipped extract?)"
+        return failed("way", o.id, tags, reason) if keep else None
 
     def relation(self, o: Any) -> None:
         tags = o.tags

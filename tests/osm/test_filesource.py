@@ -131,3 +131,15 @@ def test_file_backed_node_index_gives_the_same_objects(tmp_path: Path, sample: P
         make_osm_source(str(sample), index="bogus")
     with pytest.raises(BadInputError, match="stores locations in a file"):
         make_osm_source(str(sample), index="dense_file_array")
+
+
+def test_negative_ids_are_explained(tmp_path: Path) -> None:
+    from tests.osm.synth import osm_xml
+
+    path = tmp_path / "josm.osm"
+    path.write_text(
+        osm_xml([(-1, 1.0, 1.0, {"amenity": "bench"}), (-2, 1.1, 1.0, {})], [(-5, [-1, -2], {"highway": "path"})])
+    )
+    objs = {o.key: o for o in make_osm_source(str(path)).objects()}
+    assert objs["nm1"].ok  # a node carries its own location
+    assert objs["wm5"].status == "failed" and "osmium renumber" in objs["wm5"].error_message
