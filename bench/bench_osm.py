@@ -91,36 +91,45 @@ def tile_file(src: Path, k: int, out: Path) -> Path:
     return out
 
 
-def child_memory(path: str, out: str) -> None:
-    """Run in a fresh process: one pass to a parquet; print peak RSS and baseline RSS (MB)."""
+def child_memory(path: str, out: str, heap: bool) -> None:
+    """Run in a fresh process: one pass to a parquet; print peak RSS (and Python heap peak) in MB."""
+    import tracemalloc
+
     from storage.objects_table import write_objects
 
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    if heap:
+        tracemalloc.start()
     start = time.perf_counter()
     n = write_objects(out, acquire(make_osm_source(f"pbf:{path}"), Plan()))
+    secs = time.perf_counter() - start
+    py_peak = tracemalloc.get_traced_memory()[1] / 2**20 if heap else None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"objects": n, "seconds": time.perf_counter() - start, "base_mb": base, "peak_mb": peak}))
+    print(json.dumps({"objects": n, "seconds": secs, "base_mb": base, "peak_mb": peak, "py_peak_mb": py_peak}))
+
+
+def _child(path: Path, out: Path, heap: bool) -> dict:
+    args = [sys.executable, __file__, "--child-memory", str(path), str(out)] + (["--heap"] if heap else [])
+    res = subprocess.run(args, capture_output=True, text=True, check=True)
+    return json.loads(res.stdout.strip().splitlines()[-1])
 
 
 def bench_memory(helsinki: Path, tmp: Path, sizes: tuple[int, ...]) -> None:
-    print("\n## Peak memory of one pass streamed to objects.parquet, as the file grows")
+    print("\n## Memory of one pass streamed to objects.parquet, as the file grows (fresh process each)")
+    print("   RSS = whole process (osmium read-ahead queues, node index, area assembly included);")
+    print("   Python heap = tracemalloc peak of our own objects (separate run: tracemalloc is slow)")
     print(
-        f"{'file':<22}{'MB':>7}{'objects':>9}{'s':>7}{'objects/s':>11}{'RSS after import':>18}{'peak RSS':>10}"
-        f"{'growth':>8}"
+        f"{'file':<22}{'MB':>6}{'objects':>9}{'s':>7}{'objects/s':>11}{'RSS before':>12}{'RSS peak':>10}"
+        f"{'growth':>8}{'Python heap':>13}"
     )
     for k in sizes:
         f = helsinki if k == 1 else tile_file(helsinki, k, tmp / f"helsinki_x{k * k}.osm.pbf")
-        res = subprocess.run(
-            [sys.executable, __file__, "--child-memory", str(f), str(tmp / f"o{k}.parquet")],
-            capture_output=True,
-            text=True,
-            check=True,
-        )
-        r = json.loads(res.stdout.strip().splitlines()[-1])
+        r = _child(f, tmp / f"o{k}.parquet", heap=False)
+        h = _child(f, tmp / f"h{k}.parquet", heap=True)
         print(
-            f"{f.name:<22}{f.stat().st_size / 2**20:>7.1f}{r['objects']:>9}{r['seconds']:>7.2f}"
-            f"{r['objects'] / r['seconds']:>11.0f}{r['base_mb']:>18.0f}{r['peak_mb']:>10.0f}"
-            f"{r['peak_mb'] - r['base_mb']:>8.0f}"
+            f"{f.name:<22}{f.stat().st_size / 2**20:>6.1f}{r['objects']:>9}{r['seconds']:>7.2f}"
+            f"{r['objects'] / r['seconds']:>11.0f}{r['base_mb']:>12.0f}{r['peak_mb']:>10.0f}"
+            f"{r['peak_mb'] - r['base_mb']:>8.0f}{h['py_peak_mb']:>13.1f}"
         )
 
 
@@ -173,13 +182,14 @@ def bench_overpass(requests: int, slots: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--child-memory", nargs=2, metavar=("PBF", "OUT"), help=argparse.SUPPRESS)
+    ap.add_argument("--heap", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sizes", default="1,2,3", help="tiling factors k (file = k×k helsinki copies)")
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--slots", type=int, default=4)
     args = ap.parse_args()
     if args.child_memory:
-        child_memory(*args.child_memory)
+        child_memory(*args.child_memory, heap=args.heap)
         return
     files = [p for p in (OSM_DIR / "kotka.osm.pbf", OSM_DIR / "helsinki.osm.pbf") if p.is_file()]
     if files:

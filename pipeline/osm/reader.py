@@ -153,7 +153,9 @@ def _failed_relations(indata: OsmInput, label: str, state: _Pass, error: type[Sk
     if not missing:
         return
     wanted = set(missing)
-    reader = osmium.FileProcessor(indata, osmium.osm.RELATION).with_filter(osmium.filter.IdFilter(missing))
+    # A small single-thread pool: this pass runs while the main pass's buffers may still be held.
+    pool = osmium.io.ThreadPool(1, 2)
+    reader = osmium.FileProcessor(indata, osmium.osm.RELATION, pool).with_filter(osmium.filter.IdFilter(missing))
     try:
         for o in reader:
             if o.id in wanted:
