@@ -133,7 +133,7 @@ def bench_memory(helsinki: Path, tmp: Path, sizes: tuple[int, ...]) -> None:
         )
 
 
-def bench_overpass(requests: int, slots: int) -> None:
+def bench_overpass(requests: int, slots: int, latency: float) -> None:
     import random
 
     from pipeline.geo import BBox
@@ -142,21 +142,26 @@ def bench_overpass(requests: int, slots: int) -> None:
     from tests.osm.conftest import synthetic_elements
     from tests.osm.overpass_server import OverpassFixture
 
-    print(f"\n## Overpass fixture run: {requests} cell queries, server limit {slots} concurrent")
     print(
-        f"{'scenario':<34}{'requests':>9}{'req/s':>8}{'429 share':>11}{'max in flight':>15}{'retries':>9}{'objects':>9}"
+        f"\n## Overpass fixture run: {requests} cell queries, server limit {slots} concurrent, "
+        f"{latency * 1000:.0f} ms per answer (ideal: {slots / latency:.0f} req/s)"
+    )
+    print(
+        f"{'scenario':<34}{'requests':>9}{'req/s':>8}{'429 share':>11}{'max in flight':>15}{'retries':>9}"
+        f"{'objects':>9}{'failed q':>10}"
     )
     cells = split_bbox(BBox(23.98, 59.98, 24.01, 60.01), 0.03 / int(requests**0.5))[:requests]
     queries = [build_query(c) for c in cells]
     scenarios = [
         ("client slots = server slots", slots, slots, {}),
         ("client workers 2x, slots = server", slots, 2 * slots, {}),
-        ("no slot limit (2x server)", 2 * slots, 2 * slots, {}),
+        ("client slots 2x server (no limit)", 2 * slots, 2 * slots, {}),
         ("slots = server, 5% 429 + 2% 504", slots, slots, {"429": 0.05, "504": 0.02}),
     ]
     for name, client_slots, workers, faults in scenarios:
         with tempfile.TemporaryDirectory() as slot_dir, OverpassFixture(synthetic_elements(12), slots=slots) as fx:
             fx.state.fault_rate = faults
+            fx.state.latency_s = latency
             cfg = OverpassConfig(
                 endpoints=(fx.endpoint,),
                 slots_per_endpoint=client_slots,
@@ -169,13 +174,13 @@ def bench_overpass(requests: int, slots: int) -> None:
             )
             src = OverpassSource(cfg, workers=workers, rng=random.Random(0))
             start = time.perf_counter()
-            n = sum(1 for _ in src.run_queries(queries))
+            n = sum(1 for _ in src.run_queries(queries, keep_going=True))
             secs = time.perf_counter() - start
             sent = fx.state.counts["interpreter"]
             share = fx.state.counts["429"] / sent
             print(
                 f"{name:<34}{sent:>9}{sent / secs:>8.1f}{share:>11.1%}{fx.state.max_in_flight:>15}"
-                f"{src.client.stats['retries']:>9}{n:>9}"
+                f"{src.client.stats['retries']:>9}{n:>9}{len(src.failures):>10}"
             )
 
 
@@ -187,18 +192,20 @@ def main() -> None:
     ap.add_argument("--sizes", default="1,2,3", help="tiling factors k (file = k×k helsinki copies)")
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--slots", type=int, default=4)
+    ap.add_argument("--latency", type=float, default=0.05, help="fixture seconds per answer")
+    ap.add_argument("--overpass-only", action="store_true", help="skip the PBF and memory benchmarks")
     args = ap.parse_args()
     if args.child_memory:
         child_memory(*args.child_memory, heap=args.heap)
         return
     files = [p for p in (OSM_DIR / "kotka.osm.pbf", OSM_DIR / "helsinki.osm.pbf") if p.is_file()]
-    if files:
+    if files and not args.overpass_only:
         bench_pbf(files, args.repeat)
         with tempfile.TemporaryDirectory() as tmp:
             bench_memory(OSM_DIR / "helsinki.osm.pbf", Path(tmp), tuple(int(s) for s in args.sizes.split(",")))
-    else:
+    elif not files:
         print(f"(no OSM extracts at {OSM_DIR}: PBF and memory benchmarks skipped)")
-    bench_overpass(args.requests, args.slots)
+    bench_overpass(args.requests, args.slots, args.latency)
 
 
 if __name__ == "__main__":

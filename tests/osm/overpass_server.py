@@ -112,6 +112,7 @@ class FixtureState:
         self.max_in_flight = 0
         self.counts: Counter[str] = Counter()
         self.hang_s = 5.0
+        self.latency_s = 0.0  # every interpreter answer takes at least this long (a busy server)
         self.queries: list[str] = []
         self.lock = threading.Lock()
         self.rng = random.Random(0)
@@ -168,6 +169,8 @@ class _Handler(BaseHTTPRequestHandler):
             st.max_in_flight = max(st.max_in_flight, st.in_flight)
             over = st.in_flight > st.slots
         try:
+            if not over and st.latency_s:
+                time.sleep(st.latency_s)
             self._answer(query, "429" if over else st.next_fault())
         finally:
             with st.lock:
