@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
 
 from pipeline.cli_util import friendly_errors
 from pipeline.config import load_config
 from pipeline.errors import BadInputError
 from pipeline.executors import EXECUTORS_HELP, parse_executor
 from pipeline.geo import BBox
+
+if TYPE_CHECKING:
+    from pipeline.build import BuildInputs
+    from pipeline.config import BuildConfig
 
 console = Console(stderr=True)
 
@@ -69,23 +73,25 @@ def build_command(
         console.print(f"failures by reason: {top}")
 
 
-def run_with_progress(inputs, cfg, *, overwrite: bool, executor: str) -> dict:  # type: ignore[no-untyped-def]
+def run_with_progress(inputs: BuildInputs, cfg: BuildConfig, *, overwrite: bool, executor: str) -> dict[str, Any]:
+    """Run :func:`pipeline.build.build` under a rich progress bar (per object, or per shard on Dask)."""
     from pipeline.build import RunPlan, build
 
     with Progress(
         TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
         console=console, transient=False,
     ) as progress:
-        bar = progress.add_task("objects", total=None)
+        bar: dict[str, TaskID] = {}  # created once the plan is known, so errors before it show no empty bar
 
         def on_plan(plan: RunPlan) -> None:
-            done = sum(len(t.keys) for t in plan.tasks) - sum(len(t.keys) for t in plan.pending)
-            progress.update(bar, total=sum(len(t.keys) for t in plan.tasks), completed=done)
+            total = sum(len(t.keys) for t in plan.tasks)
+            done = total - sum(len(t.keys) for t in plan.pending)
+            bar["id"] = progress.add_task("objects", total=total, completed=done)
 
         return build(
             inputs, cfg, overwrite=overwrite, executor=executor,
             log=lambda m: progress.console.print(m),
-            on_object=lambda: progress.advance(bar), on_plan=on_plan,
+            on_object=lambda: progress.advance(bar["id"]), on_plan=on_plan,
             # Dask workers cannot tick per object across processes: advance per finished shard.
-            on_shard=None if executor == "local" else lambda st: progress.advance(bar, st["count"]),
+            on_shard=None if executor == "local" else lambda st: progress.advance(bar["id"], st["count"]),
         )
