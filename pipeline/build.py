@@ -126,7 +126,12 @@ def select_samples(objs: list[OsmObject], vis: TagVisibility, cfg: BuildConfig) 
 
 
 def prepare_run(
-    inputs: BuildInputs, cfg: BuildConfig, *, overwrite: bool = False, log: Callable[[str], None] = print
+    inputs: BuildInputs,
+    cfg: BuildConfig,
+    *,
+    overwrite: bool = False,
+    log: Callable[[str], None] = print,
+    on_acquired: Callable[[int], None] | None = None,
 ) -> RunPlan:
     out = Path(inputs.out)
     if out.exists() and not out.is_dir():
@@ -146,7 +151,11 @@ def prepare_run(
         objs = read_objects(objects_path)
         log(f"resuming: {len(objs)} objects from {objects_path}")
     else:
-        objs = list(osm_source.objects(inputs.bbox))
+        objs = []
+        for o in osm_source.objects(inputs.bbox):
+            objs.append(o)
+            if on_acquired is not None and len(objs) % 1000 == 0:
+                on_acquired(len(objs))
         write_objects(objects_path, objs)
         log(f"acquired {len(objs)} OSM objects")
     acquire_s = time.perf_counter() - t0
@@ -331,11 +340,12 @@ def build(
     on_object: Callable[[], None] | None = None,
     on_plan: Callable[[RunPlan], None] | None = None,
     on_shard: Callable[[dict[str, Any]], None] | None = None,
+    on_acquired: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Run the whole build; re-running resumes (finished shards are skipped)."""
     from pipeline.executors import map_shards
 
-    plan = prepare_run(inputs, cfg, overwrite=overwrite, log=log)
+    plan = prepare_run(inputs, cfg, overwrite=overwrite, log=log, on_acquired=on_acquired)
     if on_plan is not None:
         on_plan(plan)
     map_shards(plan.pending, plan.context, executor=executor, on_object=on_object, on_shard=on_shard)

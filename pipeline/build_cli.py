@@ -71,6 +71,9 @@ def build_command(
     if summary["errors"]:
         top = ", ".join(f"{k} ×{v}" for k, v in list(summary["errors"].items())[:5])
         console.print(f"failures by reason: {top}")
+    if summary["written"] == 0 and summary["planned"]:
+        console.print("[yellow]no sample was written[/]: check that the --imagery rasters cover the "
+                      "--osm area (see the reasons above and shards/*.parquet error_message).")
 
 
 def run_with_progress(inputs: BuildInputs, cfg: BuildConfig, *, overwrite: bool, executor: str) -> dict[str, Any]:
@@ -83,15 +86,22 @@ def run_with_progress(inputs: BuildInputs, cfg: BuildConfig, *, overwrite: bool,
     ) as progress:
         bar: dict[str, TaskID] = {}  # created once the plan is known, so errors before it show no empty bar
 
+        def on_acquired(n: int) -> None:
+            if "osm" not in bar:
+                bar["osm"] = progress.add_task("reading OSM objects", total=None)
+            progress.update(bar["osm"], completed=n)
+
         def on_plan(plan: RunPlan) -> None:
             total = sum(len(t.keys) for t in plan.tasks)
             done = total - sum(len(t.keys) for t in plan.pending)
+            if "osm" in bar:
+                progress.remove_task(bar["osm"])
             bar["id"] = progress.add_task("objects", total=total, completed=done)
 
         return build(
             inputs, cfg, overwrite=overwrite, executor=executor,
             log=lambda m: progress.console.print(m),
-            on_object=lambda: progress.advance(bar["id"]), on_plan=on_plan,
+            on_object=lambda: progress.advance(bar["id"]), on_plan=on_plan, on_acquired=on_acquired,
             # Dask workers cannot tick per object across processes: advance per finished shard.
             on_shard=None if executor == "local" else lambda st: progress.advance(bar["id"], st["count"]),
         )

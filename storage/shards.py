@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -25,6 +26,7 @@ from PIL import Image
 from pipeline.records import STATUS_FAILED, STATUS_OK, Pair
 
 SHARD_DIGITS = 5
+_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 TMP_MARK = ".tmp-"
 # Fixed tar member mtime: re-running a build reproduces byte-identical shards.
 TAR_MTIME = 0.0
@@ -86,9 +88,12 @@ def sweep_temporaries(shards_dir: Path) -> int:
 
 
 def error_class(message: str) -> str:
-    """Tally bucket of an error message: the text before the first ':' (bounded length)."""
+    """Tally bucket of an error message: the text before the first ':', numbers as ``N``.
+
+    Ids and sizes vary per object; without folding them every failure is its own bucket.
+    """
     head = message.split(":", 1)[0].strip() or "unknown"
-    return head[:80]
+    return _NUMBER.sub("N", head)[:80]
 
 
 def encode_jpeg(pixels: Any, quality: int) -> bytes:

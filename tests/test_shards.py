@@ -82,3 +82,6 @@ def test_abort_and_sweep_leave_no_partial_shard(tmp_path: Path) -> None:
 def test_error_class_buckets() -> None:
     assert sh.error_class("ImageryError: window empty") == "ImageryError"
     assert sh.error_class("") == "unknown"
+    a = sh.error_class("way 300665534 references 1 of 6 nodes missing from the input (clipped extract?)")
+    b = sh.error_class("way 33084988 references 6 of 7 nodes missing from the input (clipped extract?)")
+    assert a == b == "way N references N of N nodes missing from the input (clipped extract?)"
