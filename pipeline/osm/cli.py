@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -18,6 +19,17 @@ console = Console(stderr=True, highlight=False)
 plan_app = typer.Typer(
     help="Plan OSM acquisition: random land cells and targeted rare-tag queries.", no_args_is_help=True
 )
+
+
+def _check_out(path: Path) -> Path:
+    """Fail early, with the path named, when an output cannot be written."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(f"cannot create the folder for --out {str(path)!r}: {exc.strerror}") from exc
+    if path.is_dir() or not os.access(path.parent, os.W_OK):
+        raise BadInputError(f"cannot write --out {str(path)!r}: not a writable file path")
+    return path
 
 
 def _progress() -> Progress:
@@ -58,6 +70,7 @@ def osm_command(
     from pipeline.osm.tags import parse_tag_specs
     from storage.objects_table import ObjectsWriter
 
+    _check_out(out)
     plan = _make_plan(cells, targeted, BBox.parse(bbox) if bbox else None, parse_tag_specs(tags) if tags else [])
     src = _make_source(source, index, no_cache, slots, attempts)
     total = count_queries(src, plan)
@@ -130,6 +143,7 @@ def plan_cells_command(
 
     if bbox and region:
         raise BadInputError("pass --bbox or --region, not both")
+    _check_out(out)
     area = BBox.parse(bbox) if bbox else (_read_region(region) if region else None)
     with console.status(f"sampling {n} land cells"):
         plan = sample_cells(n, cell_deg, seed, area)
@@ -181,6 +195,7 @@ def plan_targeted_command(
 
     if max_count < 1 or max_per_query < 1:
         raise BadInputError("--max-count and --max-per-query must be positive")
+    _check_out(out)
     if sampled_fraction is None:
         if cells is None:
             raise BadInputError("pass --cells (the cell plan behind the counts) or --sampled-fraction")
@@ -205,6 +220,8 @@ def tags_count_command(
     """Per-tag object counts (key=value and key=*) of an objects table."""
     from pipeline.osm.tagstats import count_table, write_counts
 
+    if out is not None:
+        _check_out(out)
     counts, n = count_table(objects, ok_only=ok_only)
     if out is None:
         import csv

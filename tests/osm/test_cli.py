@@ -98,6 +98,8 @@ def test_plan_commands(tmp_path: Path) -> None:
         (["plan", "cells", "--n", "5", "--bbox", "-40,30,-39.9,30.1", "--out", "c.parquet"], "0 land cells"),
         (["plan", "cells", "--n", "5", "--region", "POLYGON((", "--out", "c.parquet"], "neither a GeoJSON"),
         (["tags", "count", "missing.parquet"], "not found"),
+        (["osm", "--source", "SAMPLE", "--out", "/proc/nope/o.parquet"], "cannot create the folder"),
+        (["plan", "cells", "--n", "5", "--out", "."], "not a writable file path"),
     ],
 )
 def test_bad_input_is_one_clear_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list, words: str) -> None:
