@@ -136,7 +136,7 @@ def prepare_run(
     out = Path(inputs.out)
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {str(out)!r} exists and is not a folder; choose a folder path.")
-    osm_source = make_osm_source(inputs.osm)
+    osm_source = make_osm_source(inputs.osm, cfg.osm)
     imagery = make_imagery_source(inputs.imagery)
     vis = load_visibility(inputs.tag_model)
     identity = _identity(inputs, cfg, osm_source.describe(), imagery.describe(), vis.describe())

@@ -11,6 +11,8 @@ import hashlib
 import json
 import types
 import typing
+import urllib.parse
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -18,10 +20,63 @@ from typing import Any
 
 import yaml
 
-from pipeline.errors import ConfigError, InputFileError
+from pipeline.errors import BadInputError, ConfigError, InputFileError
 
 # Keys whose values must never reach run.json or logs.
 SECRET_MARKERS = ("key", "secret", "token", "password", "credential")
+
+
+@dataclass(frozen=True)
+class QueryLimits:
+    timeout_s: int = 180  # Overpass [timeout:], server side
+    maxsize_bytes: int = 512 * 1024 * 1024  # Overpass [maxsize:], server side
+
+
+def _default_cache() -> str:
+    return str(Path.home() / ".cache" / "skyscript" / "overpass")
+
+
+@dataclass(frozen=True)
+class OverpassConfig:
+    """Endpoints and politeness settings (defaults suit the public instances)."""
+
+    endpoints: tuple[str, ...] = ("https://overpass-api.de/api", "https://overpass.private.coffee/api")
+    slots_per_endpoint: int = 2  # concurrent queries per endpoint, shared by all local processes
+    socket_timeout_s: float = 240.0  # per socket operation; above the server-side [timeout:]
+    read_deadline_s: float = 900.0  # whole body
+    attempts: int = 5
+    backoff_s: float = 2.0
+    max_backoff_s: float = 120.0
+    status_max_wait_s: float = 600.0
+    slot_max_wait_s: float = 3600.0
+    limits: QueryLimits = field(default_factory=QueryLimits)
+    max_query_deg: float = 0.25  # a --bbox larger than this is split into tiles
+    cache_dir: str | None = field(default_factory=_default_cache)  # None: no cache
+    slot_dir: str | None = None  # None: <tmp>/skyscript-overpass-slots
+    user_agent: str = "skyscript-toolkit/0.1 (+https://github.com/; dataset research)"
+
+    def __post_init__(self) -> None:
+        if not self.endpoints:
+            raise BadInputError("Overpass endpoint list is empty; pass overpass:URL")
+        object.__setattr__(self, "endpoints", tuple(normalise_endpoint(e) for e in self.endpoints))
+
+    def with_endpoints(self, endpoints: Iterable[str]) -> OverpassConfig:
+        return dataclasses.replace(self, endpoints=tuple(endpoints))
+
+    def replace(self, **changes: Any) -> OverpassConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def normalise_endpoint(url: str) -> str:
+    """``https://host/api`` from ``https://host/api/``, ``.../api/interpreter`` or ``.../api/status``."""
+    text = url.strip().rstrip("/")
+    for suffix in ("/interpreter", "/status"):
+        if text.endswith(suffix):
+            text = text[: -len(suffix)]
+    parts = urllib.parse.urlsplit(text)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise BadInputError(f"bad Overpass endpoint {url!r}: use overpass:https://host/api")
+    return text
 
 
 @dataclass(frozen=True)
@@ -31,6 +86,7 @@ class OsmConfig:
     skip_untagged: bool = True
     # Tags that say nothing about what an object *is*; an object with only these is skipped.
     uninteresting_keys: tuple[str, ...] = ("created_by", "source", "note", "fixme", "FIXME")
+    overpass: OverpassConfig = field(default_factory=lambda: OverpassConfig())
 
 
 @dataclass(frozen=True)

@@ -60,3 +60,16 @@ def test_redact_hides_secret_looking_values() -> None:
     assert red["flickr_api_key"] == "***"
     assert red["list"][0]["token"] == "***"
     assert red["ee"]["service_account"] == "x@y"
+
+
+def test_overpass_settings_come_from_yaml(tmp_path: Path) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text("osm:\n  overpass:\n    endpoints: [https://example.org/api/interpreter]\n"
+                 "    slots_per_endpoint: 1\n    limits:\n      timeout_s: 25\n")
+    ov = load_config(p).osm.overpass
+    assert ov.endpoints == ("https://example.org/api",)  # normalised
+    assert ov.slots_per_endpoint == 1 and ov.limits.timeout_s == 25
+    assert ov.attempts == 5  # preset value kept
+    p.write_text("osm:\n  overpass:\n    endpoints: [ftp://x]\n")
+    with pytest.raises(ValueError, match="Overpass endpoint"):
+        load_config(p)

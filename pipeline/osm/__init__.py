@@ -34,10 +34,13 @@ def make_osm_source(spec: str, config: OsmConfig | None = None, **options: Any) 
     if text == "overpass" or (sep and kind == "overpass"):
         from pipeline.osm.overpass import OverpassConfig, OverpassSource
 
-        cfg: OverpassConfig = options.pop("overpass_config", None) or OverpassConfig()
+        cfg: OverpassConfig = (
+            options.pop("overpass_config", None) or (config.overpass if config is not None else OverpassConfig())
+        )
         if rest:  # overpass:URL or overpass:URL1,URL2 (tried in turn, each with its own slots)
             cfg = cfg.with_endpoints([u for u in rest.split(",") if u.strip()])
         return OverpassSource(cfg, config, **options)
+    options.pop("overpass_config", None)  # only Overpass sources take it
     if sep and kind in ("pbf", "file", "osm"):
         from pipeline.osm.filesource import FileOsmSource
 

@@ -60,6 +60,9 @@ def osm_command(
     ] = False,
     slots: Annotated[int | None, typer.Option(help="Overpass: concurrent queries per endpoint, all processes.")] = None,
     attempts: Annotated[int | None, typer.Option(help="Overpass: tries per query before it is listed failed.")] = None,
+    config: Annotated[
+        Path | None, typer.Option(help="YAML config (osm: and osm.overpass: sections) over the default preset.")
+    ] = None,
 ) -> None:
     """Acquire OSM objects into an objects table (one pass over a file for the whole plan).
 
@@ -72,7 +75,7 @@ def osm_command(
 
     _check_out(out)
     plan = _make_plan(cells, targeted, BBox.parse(bbox) if bbox else None, parse_tag_specs(tags) if tags else [])
-    src = _make_source(source, index, no_cache, slots, attempts)
+    src = _make_source(source, index, no_cache, slots, attempts, config)
     total = count_queries(src, plan)
     ok = failed = 0
     with _progress() as progress, ObjectsWriter(out) as writer:
@@ -97,23 +100,26 @@ def _make_plan(cells: Path | None, targeted: Path | None, box: BBox | None, tag_
     return Plan(cells=read_cells(cells) if cells else None, targets=tuple(targets), bbox=box)
 
 
-def _make_source(spec: str, index: str, no_cache: bool, slots: int | None, attempts: int | None) -> object:
+def _make_source(
+    spec: str, index: str, no_cache: bool, slots: int | None, attempts: int | None, config: Path | None = None
+) -> object:
+    from pipeline.config import load_config
     from pipeline.osm import make_osm_source
-    from pipeline.osm.overpass import OverpassConfig
 
+    osm_cfg = load_config(config).osm
     if spec.strip().startswith("overpass"):
         if (slots is not None and slots < 1) or (attempts is not None and attempts < 1):
             raise BadInputError("--slots and --attempts must be at least 1")
-        cfg = OverpassConfig()
+        cfg = osm_cfg.overpass
         cfg = cfg.replace(
             cache_dir=None if no_cache else cfg.cache_dir,
             slots_per_endpoint=slots or cfg.slots_per_endpoint,
             attempts=attempts or cfg.attempts,
         )
-        return make_osm_source(spec, overpass_config=cfg)
+        return make_osm_source(spec, osm_cfg, overpass_config=cfg)
     if spec.lower().endswith(".parquet"):
         return make_osm_source(spec)
-    return make_osm_source(spec, index=index)
+    return make_osm_source(spec, osm_cfg, index=index)
 
 
 def _report_failed_queries(src: object, out: Path) -> None:

@@ -2,75 +2,25 @@
 
 from __future__ import annotations
 
-import dataclasses
 import random
 import time
 import urllib.parse
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import osmium
 
-from pipeline.config import OsmConfig
+from pipeline.config import OsmConfig, OverpassConfig, normalise_endpoint
 from pipeline.errors import BadInputError, OsmSourceError
 from pipeline.geo import BBox
 from pipeline.osm.idset import IdSet
 from pipeline.osm.overpass_client import OverpassClient
 from pipeline.osm.overpass_json import elements_to_osm_xml
-from pipeline.osm.overpass_ql import QueryLimits, Tag, build_query, parse_query, split_bbox
+from pipeline.osm.overpass_ql import Tag, build_query, parse_query, split_bbox
 from pipeline.osm.reader import iter_osm
 from pipeline.osm.select import SelectAll, SelectBBox, Selector
 from pipeline.records import OsmObject
-
-
-def _default_cache() -> str:
-    return str(Path.home() / ".cache" / "skyscript" / "overpass")
-
-
-@dataclass(frozen=True)
-class OverpassConfig:
-    """Endpoints and politeness settings (defaults suit the public instances)."""
-
-    endpoints: tuple[str, ...] = ("https://overpass-api.de/api", "https://overpass.private.coffee/api")
-    slots_per_endpoint: int = 2  # concurrent queries per endpoint, shared by all local processes
-    socket_timeout_s: float = 240.0  # per socket operation; above the server-side [timeout:]
-    read_deadline_s: float = 900.0  # whole body
-    attempts: int = 5
-    backoff_s: float = 2.0
-    max_backoff_s: float = 120.0
-    status_max_wait_s: float = 600.0
-    slot_max_wait_s: float = 3600.0
-    limits: QueryLimits = field(default_factory=QueryLimits)
-    max_query_deg: float = 0.25  # a --bbox larger than this is split into tiles
-    cache_dir: str | None = field(default_factory=_default_cache)  # None: no cache
-    slot_dir: str | None = None  # None: <tmp>/skyscript-overpass-slots
-    user_agent: str = "skyscript-toolkit/0.1 (+https://github.com/; dataset research)"
-
-    def __post_init__(self) -> None:
-        if not self.endpoints:
-            raise BadInputError("Overpass endpoint list is empty; pass overpass:URL")
-        object.__setattr__(self, "endpoints", tuple(normalise_endpoint(e) for e in self.endpoints))
-
-    def with_endpoints(self, endpoints: Iterable[str]) -> OverpassConfig:
-        return dataclasses.replace(self, endpoints=tuple(endpoints))
-
-    def replace(self, **changes: Any) -> OverpassConfig:
-        return dataclasses.replace(self, **changes)
-
-
-def normalise_endpoint(url: str) -> str:
-    """``https://host/api`` from ``https://host/api/``, ``.../api/interpreter`` or ``.../api/status``."""
-    text = url.strip().rstrip("/")
-    for suffix in ("/interpreter", "/status"):
-        if text.endswith(suffix):
-            text = text[: -len(suffix)]
-    parts = urllib.parse.urlsplit(text)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise BadInputError(f"bad Overpass endpoint {url!r}: use overpass:https://host/api")
-    return text
 
 
 def _public(url: str) -> str:
@@ -176,3 +126,5 @@ class OverpassSource:
 def _selector_of(query: str) -> Selector:
     parsed = parse_query(query)
     return SelectAll() if parsed.bbox is None else SelectBBox(parsed.bbox)
+
+__all__ = ["OverpassConfig", "OverpassSource", "normalise_endpoint"]

@@ -10,16 +10,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from pipeline.config import QueryLimits
 from pipeline.errors import BadInputError
 from pipeline.geo import BBox
 
 Tag = tuple[str, str | None]
-
-
-@dataclass(frozen=True)
-class QueryLimits:
-    timeout_s: int = 180  # Overpass [timeout:], server side
-    maxsize_bytes: int = 512 * 1024 * 1024  # Overpass [maxsize:], server side
 
 
 def _bbox_text(b: BBox) -> str:
