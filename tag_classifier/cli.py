@@ -81,6 +81,10 @@ def train_command(
     cache: CacheOpt = None,
     cv: Annotated[bool, typer.Option("--cv/--no-cv", help="Also run 5-fold CV and save its metrics.")] = True,
     seed: Annotated[int, typer.Option("--seed")] = 0,
+    kernel: Annotated[
+        str,
+        typer.Option("--kernel", help="rbf (Nystroem RBF features, default) or linear (the embeddings as they are)."),
+    ] = "rbf",
 ) -> None:
     """Train the two-stage model on the labels and save it with its embedder, label hash and metrics."""
     from tag_classifier.labels import load_labels
@@ -89,10 +93,10 @@ def train_command(
     labs = load_labels(labels)
     t0 = time.perf_counter()
     with _spinner("loading the embedder") as say:
-        model = train(labs, embedder, cache, progress=say, seed=seed)
+        model = train(labs, embedder, cache, progress=say, seed=seed, kernel=kernel)
         if cv:
             model.meta["metrics"]["cv"] = cross_validate(
-                labs, embedder, 5, cache, progress=lambda m: say(f"5-fold CV: {m}"), seed=seed
+                labs, embedder, 5, cache, progress=lambda m: say(f"5-fold CV: {m}"), seed=seed, kernel=kernel
             )
     model.meta["train_seconds"] = round(time.perf_counter() - t0, 1)
     model.save(out)
@@ -126,9 +130,13 @@ def eval_command(
 
     labs = load_labels(labels)
     model = load_model(model_dir, labels=labs)
-    result: dict[str, Any] = {"model_dir": str(model_dir), "embedder_id": model.embedder_id}
+    kernel = str(model.meta.get("kernel", "linear"))  # CV re-runs the saved model's recipe
+    seed = int(model.meta.get("seed", 0))
+    result: dict[str, Any] = {"model_dir": str(model_dir), "embedder_id": model.embedder_id, "kernel": kernel}
     with _spinner("loading the embedder") as say:
-        result["cv"] = cross_validate(labs, model.embedder_name, folds, cache, progress=lambda m: say(f"CV: {m}"))
+        result["cv"] = cross_validate(
+            labs, model.embedder_name, folds, cache, progress=lambda m: say(f"CV: {m}"), seed=seed, kernel=kernel
+        )
         if by_family:
             result["cv_by_family"] = cross_validate(
                 labs,
@@ -137,6 +145,8 @@ def eval_command(
                 cache,
                 group_by_family=True,
                 progress=lambda m: say(f"CV by family: {m}"),
+                seed=seed,
+                kernel=kernel,
             )
     write_json(Path(model_dir) / "eval.json", result)
     for t in _stage_tables(result["cv"], f"{folds}-fold CV"):

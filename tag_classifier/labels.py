@@ -72,7 +72,10 @@ def check_tag_part(part: str, what: str, where: str) -> None:
         raise BadInputError(f"{where}: {what} {_short(part)!r} has leading/trailing whitespace; remove it")
     if len(part) > MAX_TAG_PART:
         raise BadInputError(f"{where}: {what} is {len(part)} characters long; OSM allows at most {MAX_TAG_PART}")
-    if any(ord(c) < 32 for c in part):
+    # Real values sometimes hold line breaks or tabs (multi-line notes); other control
+    # characters only come from broken encodings.
+    allowed = "\n\r\t" if what == "value" else ""
+    if any(ord(c) < 32 and c not in allowed for c in part):
         raise BadInputError(f"{where}: {what} {_short(part)!r} contains control characters; remove them")
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.errors import InputFileError
+from pipeline.errors import BadInputError, InputFileError
 from tag_classifier.labels import load_labels
 from tag_classifier.model import (
     META_FILE,
@@ -62,6 +62,24 @@ def test_saved_model_round_trips(trained: Path, small_labels: Path, cache_path: 
         assert gsd is None or gsd in (0.1, 0.2, 0.6, 1.0, 10.0)
     b = pickle.loads(pickle.dumps(a))  # Dask: the embedder is rebuilt, not pickled
     assert b._embedder is None and b.predict_pairs(pairs) == preds
+
+
+@pytest.mark.parametrize("kernel", ["linear", "rbf"])
+def test_both_kernels_save_and_reload_identically(
+    kernel: str, tiny_clip: str, small_labels: Path, cache_path: Path, tmp_path: Path
+) -> None:
+    labels = load_labels(small_labels)
+    m = train(labels, tiny_clip, cache_path, kernel=kernel)
+    assert (m.stage1.basis is None) == (kernel == "linear")
+    back = load_model(m.save(tmp_path / kernel), labels=labels, cache_path=cache_path)
+    assert back.meta["kernel"] == kernel
+    pairs = [("building", "garage"), ("zzz", "unknown thing")]
+    assert back.predict_pairs(pairs) == m.predict_pairs(pairs)
+
+
+def test_unknown_kernel_is_rejected(tiny_clip: str, small_labels: Path, cache_path: Path) -> None:
+    with pytest.raises(BadInputError, match="unknown kernel 'poly'"):
+        train(load_labels(small_labels), tiny_clip, cache_path, kernel="poly")
 
 
 def test_load_model_warns_when_labels_changed(trained: Path) -> None:
