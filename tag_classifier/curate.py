@@ -18,7 +18,15 @@ from typing import Any
 import yaml
 
 from pipeline.errors import BadInputError, SkyScriptError
-from tag_classifier.labels import GSD_CLASSES, LABELS_PATH, REQUIRED_COLUMNS, WILDCARD, LabelSet, TagLabel
+from tag_classifier.labels import (
+    GSD_CLASSES,
+    LABELS_PATH,
+    REQUIRED_COLUMNS,
+    WILDCARD,
+    LabelSet,
+    TagLabel,
+    parse_row,
+)
 
 RULES_PATH = Path(__file__).resolve().parent / "data" / "label_rules.yaml"
 MANUAL = "manual"
@@ -96,9 +104,7 @@ def build_csv(rules_path: Path = RULES_PATH) -> str:
     text = render(labels)
     # Re-parse what we are about to ship: the loader's checks name the CSV row at fault.
     rows = list(csv.DictReader(io.StringIO(text)))
-    from tag_classifier.labels import _parse_row
-
-    LabelSet([_parse_row(r, i, "generated tag_labels.csv") for i, r in enumerate(rows, start=2)])
+    LabelSet([parse_row(r, i, "generated tag_labels.csv") for i, r in enumerate(rows, start=2)])
     return text
 
 

@@ -93,7 +93,7 @@ def parse_gsd(text: str, where: str) -> float:
     return next(c for c in GSD_CLASSES if math.isclose(gsd, c))
 
 
-def _parse_row(rec: dict[str, str], row: int, origin: str) -> TagLabel:
+def parse_row(rec: dict[str, str], row: int, origin: str) -> TagLabel:
     where = f"{origin} row {row}"
     tag = (rec.get("tag") or "").strip()
     key, value = split_tag(tag, where)
@@ -195,7 +195,7 @@ def load_labels(path: str | Path | None = None) -> LabelSet:
         i = reader.line_num  # the physical line, so quoted multi-line notes keep numbers right
         if None in rec:
             raise BadInputError(f"{p.name} row {i}: more fields than columns; quote values that contain commas")
-        labels.append(_parse_row(rec, i, p.name))
+        labels.append(parse_row(rec, i, p.name))
     if not labels:
         raise BadInputError(f"tag labels file {str(p)!r} has no rows")
     return LabelSet(labels, origin=p.name, sha256=hashlib.sha256(raw).hexdigest())

@@ -95,27 +95,26 @@ class LabelVisibility:
     def _decide(self, pairs: list[tuple[str, str]]) -> list[float | None]:
         """max_gsd per tag (None: not groundable), labels first, model for the rest in one batch."""
         out: list[float | None] = []
-        unknown: list[tuple[str, str]] = []
-        for key, value in pairs:
+        unknown: dict[tuple[str, str], list[int]] = {}  # not labelled, not yet predicted
+        for i, (key, value) in enumerate(pairs):
             lab = self.labels.lookup(key, value)
             if lab is not None:
                 out.append(lab.max_gsd if lab.groundable else None)
-            elif self.model is not None and (key, value) in self._predicted:
+            elif self.model is None:
+                out.append(None)  # labels only: unlabelled tags are dropped
+            elif (key, value) in self._predicted:
                 out.append(self._predicted[(key, value)])
             else:
                 out.append(None)
-                if self.model is not None:
-                    unknown.append((key, value))
-        if unknown:
-            todo = list(dict.fromkeys(unknown))
+                unknown.setdefault((key, value), []).append(i)
+        if unknown and self.model is not None:
+            todo = list(unknown)
             if len(self._predicted) + len(todo) > _MODEL_CACHE_MAX:
                 self._predicted.clear()
-            for pair, (g, _p, gsd) in zip(todo, self.model.predict_pairs(todo), strict=True):  # type: ignore[union-attr]
+            for pair, (g, _p, gsd) in zip(todo, self.model.predict_pairs(todo), strict=True):
                 self._predicted[pair] = gsd if g else None
-            out = [
-                o if o is not None or p not in self._predicted else self._predicted[p]
-                for o, p in zip(out, pairs, strict=True)
-            ]
+                for i in unknown[pair]:
+                    out[i] = self._predicted[pair]
         return out
 
     def visible_tags(self, tags: Mapping[str, str], gsd: float | None) -> dict[str, str]:
