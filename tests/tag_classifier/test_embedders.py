@@ -101,3 +101,23 @@ def test_offline_minilm_embeds_meaningfully(minilm_cache: Path) -> None:
     v = e.embed(["building house", "building residential", "phone number"])
     assert v.shape == (3, 384) and np.allclose(np.linalg.norm(v, axis=1), 1, atol=1e-4)
     assert float(v[0] @ v[1]) > float(v[0] @ v[2])
+
+
+def test_open_clip_local_checkpoint(tiny_clip: str, tmp_path: Path) -> None:
+    """A local checkpoint file loads offline and gives its own (content-derived) id."""
+    import open_clip
+    import torch
+
+    torch.manual_seed(123)
+    model = open_clip.create_model("tiny-tag-test", pretrained=None)
+    ckpt = tmp_path / "tiny.pt"
+    torch.save(model.state_dict(), ckpt)
+    e = make_embedder(f"open_clip:tiny-tag-test:{ckpt}", tmp_path / "c.sqlite")
+    assert e.id.startswith("open_clip:tiny-tag-test:file-tiny.pt-")
+    got = e.embed(["building house"])
+    tok = open_clip.get_tokenizer("tiny-tag-test")
+    with torch.no_grad():
+        want = model.encode_text(tok(["building house"])).numpy()
+    want /= np.linalg.norm(want, axis=1, keepdims=True)
+    assert np.allclose(got, want, atol=1e-5)
+    assert not np.allclose(got, OpenClipEmbedder("tiny-tag-test", None).embed(["building house"]), atol=1e-3)
