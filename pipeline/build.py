@@ -8,6 +8,7 @@ Per-object failures become rows; anything else raised from a shard fails the sha
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -50,7 +51,7 @@ class BuildInputs:
     imagery: str
     out: str
     bbox: BBox | None = None
-    tag_model: str | None = None  # trained tag classifier folder; None: labels only
+    tag_model: str | None = None  # tag classifier folder or "auto"; None: caption.unknown_tags decides
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,8 @@ def prepare_run(
         raise BadInputError(f"--out {str(out)!r} exists and is not a folder; choose a folder path.")
     osm_source = make_osm_source(inputs.osm, cfg.osm)
     imagery = make_imagery_source(inputs.imagery)
+    if inputs.tag_model is None and cfg.caption.unknown_tags == "model":
+        inputs = dataclasses.replace(inputs, tag_model="auto")
     vis = load_visibility(inputs.tag_model)
     identity = _identity(inputs, cfg, osm_source.describe(), imagery.describe(), vis.describe())
     fp = runinfo.fingerprint(identity)

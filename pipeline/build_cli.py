@@ -37,7 +37,9 @@ def build_command(
     config: Annotated[Path | None, typer.Option(help="YAML config layered over the preset.")] = None,
     preset: Annotated[str, typer.Option(help="Config preset shipped with the package.")] = "default",
     tag_model: Annotated[
-        str | None, typer.Option(help="Trained tag classifier folder for tags without a label.")
+        str | None,
+        typer.Option(help="Tag classifier folder for tags without a label (default: the built-in model, "
+                     "trained once on first need; set caption.unknown_tags: drop to use labels only)."),
     ] = None,
     executor: Annotated[str, typer.Option(help=EXECUTORS_HELP)] = "local",
     overwrite: Annotated[bool, typer.Option(help="Delete earlier outputs in --out and start over.")] = False,

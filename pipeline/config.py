@@ -106,7 +106,13 @@ class CaptionConfig:
     """Caption assembly."""
 
     max_surrounding: int = 10  # at most this many neighbours in the multi-object caption
-    unknown_tags: str = "drop"  # "drop" or "model": tags without a label
+    # Tags no label row covers: "model" decides them with the default tag classifier (trained
+    # once on first need and cached), "drop" leaves them out. --tag-model DIR picks a model.
+    unknown_tags: str = "model"
+
+    def __post_init__(self) -> None:
+        if self.unknown_tags not in ("model", "drop"):
+            raise ConfigError(f"caption.unknown_tags must be 'model' or 'drop', got {self.unknown_tags!r}")
 
 
 @dataclass(frozen=True)

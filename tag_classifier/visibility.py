@@ -141,11 +141,17 @@ class LabelVisibility:
 def load_visibility(model_dir: str | Path | None = None) -> TagVisibility:
     """Labels only when ``model_dir`` is None; labels plus the trained model in ``model_dir`` otherwise.
 
-    The model must have been trained on the same labels file it is used with (checked by hash).
+    ``model_dir="auto"``: the default model for these labels, trained on first need and cached
+    (:mod:`tag_classifier.auto_model`). The model must have been trained on the same labels
+    file it is used with (checked by hash).
     """
     labels = load_labels()
     if model_dir is None:
         return LabelVisibility(labels)
+    if str(model_dir) == "auto":
+        from tag_classifier.auto_model import AutoModel
+
+        return LabelVisibility(labels, model=AutoModel(labels))
     from tag_classifier.model import load_model  # heavy: numpy + the embedder on first use
 
     model = load_model(model_dir, labels=labels)
