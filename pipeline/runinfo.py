@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 from datetime import UTC, datetime
 from importlib import metadata
@@ -13,6 +12,7 @@ from typing import Any
 
 from pipeline.config import redact
 from pipeline.errors import OutputConflictError
+from storage.atomic import publishing
 
 VERSIONED = (
     "skyscript-toolkit", "numpy", "shapely", "pyproj", "rasterio", "osmium", "pyarrow",
@@ -36,9 +36,8 @@ def fingerprint(identity: dict[str, Any]) -> str:
 
 
 def write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(redact(data), indent=1, sort_keys=True, default=str))
-    os.replace(tmp, path)
+    with publishing(path) as tmp:
+        tmp.write_text(json.dumps(redact(data), indent=1, sort_keys=True, default=str))
 
 
 def read_run(out: Path) -> dict[str, Any] | None:

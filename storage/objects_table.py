@@ -19,6 +19,7 @@ import shapely
 
 from pipeline.errors import InputFileError
 from pipeline.records import OsmObject
+from storage.atomic import temp_path
 
 SCHEMA = pa.schema(
     [
@@ -60,7 +61,7 @@ class ObjectsWriter:
     def __init__(self, path: str | Path, batch_rows: int = BATCH_ROWS) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        self.tmp = temp_path(self.path)
         self.batch_rows = batch_rows
         self.rows = 0
         self._pending: list[OsmObject] = []

@@ -24,10 +24,11 @@ import webdataset as wds
 from PIL import Image
 
 from pipeline.records import STATUS_FAILED, STATUS_OK, Pair
+from storage.atomic import temp_path
 
 SHARD_DIGITS = 5
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
-TMP_MARK = ".tmp-"
+TMP_MARK = ".tmp-"  # in every temporary name storage.atomic.temp_path makes
 # Fixed tar member mtime: re-running a build reproduces byte-identical shards.
 TAR_MTIME = 0.0
 
@@ -103,10 +104,6 @@ def encode_jpeg(pixels: Any, quality: int) -> bytes:
     return buf.getvalue()
 
 
-def _tmp(path: Path) -> Path:
-    return path.with_name(f"{path.name}{TMP_MARK}{os.getpid()}")
-
-
 def _empty_row(key: str, shard: int) -> dict[str, Any]:
     row: dict[str, Any] = dict.fromkeys(ROW_SCHEMA.names)
     row.update(key=key, shard=shard, error_message="")
@@ -127,7 +124,7 @@ class ShardWriter:
     def __post_init__(self) -> None:
         self.shards_dir.mkdir(parents=True, exist_ok=True)
         self._paths = shard_paths(self.shards_dir, self.index)
-        self._tar_tmp = _tmp(self._paths["tar"])
+        self._tar_tmp = temp_path(self._paths["tar"])
         self._stream = open(self._tar_tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
         self._tar = wds.TarWriter(self._stream, encoder=False, mtime=TAR_MTIME)
         self._keys: set[str] = set()
@@ -205,10 +202,10 @@ class ShardWriter:
         """Publish tar, then parquet, then stats (the done marker). Returns the stats."""
         self._tar.close()
         self._stream.close()
-        parquet_tmp = _tmp(self._paths["parquet"])
+        parquet_tmp = temp_path(self._paths["parquet"])
         pq.write_table(pa.Table.from_pylist(self.rows, schema=ROW_SCHEMA), parquet_tmp)
         stats = self.stats()
-        stats_tmp = _tmp(self._paths["stats"])
+        stats_tmp = temp_path(self._paths["stats"])
         stats_tmp.write_text(json.dumps(stats, indent=1, sort_keys=True))
         os.replace(self._tar_tmp, self._paths["tar"])
         os.replace(parquet_tmp, self._paths["parquet"])

@@ -23,6 +23,7 @@ from shapely.geometry.base import BaseGeometry
 from pipeline.errors import BadInputError, InputFileError
 from pipeline.geo import BBox
 from pipeline.osm.landmask import LandMask
+from storage.atomic import write_parquet
 
 CELL_COLUMNS = ("cell_id", "ix", "iy", "cell_deg", "west", "south", "east", "north", "lon", "lat")
 WORLD = BBox(-180.0, -90.0, 180.0, 90.0)
@@ -164,12 +165,7 @@ def write_cells(path: str | os.PathLike[str], plan: CellPlan, seed: int | None =
         }
     )
     table = table.replace_schema_metadata({"seed": str(seed), "cell_deg": str(d)})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return table.num_rows
+    return write_parquet(table, path)
 
 
 def read_cells(path: str | os.PathLike[str]) -> CellPlan:

@@ -16,6 +16,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 
 from pipeline.errors import InputFileError
+from storage.atomic import publishing
 from storage.objects_table import check_objects_table
 
 COUNT_COLUMNS = ("tag", "key", "value", "count")
@@ -49,15 +50,11 @@ def count_table(path: str | os.PathLike[str], ok_only: bool = False) -> tuple[Co
 def write_counts(path: str | os.PathLike[str], counts: Counter[tuple[str, str]]) -> int:
     """CSV ``tag,key,value,count``, most frequent first."""
     rows = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
+    with publishing(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as fh:
         w = csv.writer(fh)
         w.writerow(COUNT_COLUMNS)
         for (k, v), c in rows:
             w.writerow([f"{k}={v}", k, v, c])
-    os.replace(tmp, p)
     return len(rows)
 
 

@@ -27,6 +27,7 @@ from pipeline.geo import BBox
 from pipeline.osm.landmask import LandMask
 from pipeline.osm.plan import WORLD, Target
 from pipeline.osm.tags import parse_tag_specs, tag_spec_text
+from storage.atomic import write_parquet
 
 TILE_LADDER = (30.0, 15.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.25)
 LAND_FRACTION = 0.29  # of the Earth's surface
@@ -157,12 +158,7 @@ def plan_targeted(
 
 def write_targeted(path: str | os.PathLike[str], rows: list[dict]) -> int:
     table = pa.Table.from_pylist(rows, schema=_schema()) if rows else _schema().empty_table()
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp-{os.getpid()}")
-    pq.write_table(table, tmp)
-    os.replace(tmp, p)
-    return table.num_rows
+    return write_parquet(table, path)
 
 
 def _schema() -> pa.Schema:
