@@ -219,16 +219,28 @@ def plan_targeted_command(
 
 @friendly_errors
 def tags_count_command(
-    objects: Annotated[Path, typer.Argument(help="objects.parquet from `skyscript osm` or a build.")],
+    objects: Annotated[
+        Path, typer.Argument(help="objects.parquet (from `skyscript osm` or a build) or an OSM file (.osm.pbf, ...).")
+    ],
     out: Annotated[Path | None, typer.Option("--out", help="CSV to write (default: CSV on stdout).")] = None,
     ok_only: Annotated[bool, typer.Option("--ok-only", help="Count only objects with a usable geometry.")] = False,
 ) -> None:
-    """Per-tag object counts (key=value and key=*) of an objects table."""
+    """Per-tag object counts (key=value and key=*) of an objects table or an OSM file.
+
+    What counts as an object (the same as what `skyscript osm` and the build acquire): every tagged
+    node and way, and multipolygon/boundary relations (their structural `type` tag is not counted);
+    objects whose only tags are created_by, source, note or fixme are not objects, and other
+    relation types (routes, turn restrictions, ...) have no footprint and are not counted. Failed
+    objects (e.g. ways with missing nodes) are counted unless --ok-only.
+    """
     from pipeline.osm.tagstats import count_table, write_counts
 
     if out is not None:
         _check_out(out)
-    counts, n = count_table(objects, ok_only=ok_only)
+    if not str(objects).lower().endswith(".parquet"):
+        counts, n = _count_osm_file(objects, ok_only)
+    else:
+        counts, n = count_table(objects, ok_only=ok_only)
     if out is None:
         import csv
 
@@ -239,3 +251,24 @@ def tags_count_command(
         return
     rows = write_counts(out, counts)
     console.print(f"counted {n} objects: {rows} tags written to {out}")
+
+
+def _count_osm_file(path: Path, ok_only: bool) -> tuple[object, int]:
+    """Count straight from an OSM file: one streaming pass, nothing written."""
+    from collections import Counter
+
+    from pipeline.osm import make_osm_source
+    from pipeline.osm.tagstats import count_tags
+
+    counts: Counter[tuple[str, str]] = Counter()
+    n = 0
+    with _progress() as progress:
+        task = progress.add_task("objects", total=None)
+        for obj in make_osm_source(str(path)).objects():
+            if ok_only and not obj.ok:
+                continue
+            counts.update(count_tags([obj.tags]))
+            n += 1
+            if n % 10_000 == 0:
+                progress.update(task, completed=n)
+    return counts, n

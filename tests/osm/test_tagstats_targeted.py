@@ -72,6 +72,17 @@ def test_counts_match_independent_count_on_extracts(shared_data: Path, tmp_path:
     assert counts[("building", "*")] > 500
 
 
+def test_count_command_reads_osm_files_directly(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    sample = write_sample(tmp_path)
+    res = CliRunner().invoke(app, ["tags", "count", str(sample), "--out", str(tmp_path / "c.csv")])
+    assert res.exit_code == 0, res.output
+    assert read_counts(tmp_path / "c.csv") == independent_counts(sample)
+
+
 def test_bad_counts_files(tmp_path: Path) -> None:
     with pytest.raises(InputFileError, match="not found"):
         read_counts(tmp_path / "nope.csv")
