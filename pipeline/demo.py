@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     console.print(f"\n[green]{summary['written']} samples[/], {summary['failed']} failed rows, "
                   f"{summary['shards_done']} shards in {args.out}/shards")
+    for reason, n in summary["errors"].items():
+        console.print(f"  failed ×{n}: {reason}")
     table = Table("key", "gsd", "caption (multi-object)", title="first samples")
     for i, s in enumerate(iter_samples(Path(args.out) / "shards")):
         if i == 5:
