@@ -111,6 +111,9 @@ def select_samples(objs: list[OsmObject], vis: TagVisibility, cfg: BuildConfig) 
 
     Failed acquisition rows with visible tags are kept, so the shard parquet accounts for them.
     """
+    prime = getattr(vis, "prime", None)  # optional: batch the model's predictions up front
+    if prime is not None:
+        prime(o.tags for o in objs)
     seen: set[str] = set()
     cands = []
     for o in objs:
