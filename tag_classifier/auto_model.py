@@ -24,9 +24,12 @@ AUTO = "auto"
 
 
 def default_model_dir(labels: LabelSet) -> Path:
-    """One folder per (embedder, labels file): editing the labels retrains on next use."""
+    """One folder per (embedder, model format, labels file): editing the labels, or a new model
+    format, retrains on next use instead of failing on an old cached model."""
+    from tag_classifier.model import FORMAT_VERSION  # numpy only; no torch or scikit-learn
+
     root = Path(os.environ.get("SKYSCRIPT_CACHE") or default_cache_path().parent)
-    return root / "models" / f"tags-{DEFAULT_EMBEDDER}-{labels.sha256[:12]}"
+    return root / "models" / f"tags-{DEFAULT_EMBEDDER}-v{FORMAT_VERSION}-{labels.sha256[:12]}"
 
 
 class AutoModel:
