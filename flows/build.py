@@ -31,7 +31,7 @@ def shard_task(shard: ShardTask, ctx: WorkerContext) -> dict[str, Any]:
 def dask_task(plan: RunPlan, executor: str) -> None:
     from pipeline.executors import map_shards
 
-    map_shards(plan.pending, plan.context, executor=executor)
+    map_shards(run_shard, plan.pending, plan.context, executor=executor)
 
 
 @flow(name="build-skyscript", log_prints=True)

@@ -31,6 +31,7 @@ from pipeline import runinfo
 from pipeline.chips import plan_for_source
 from pipeline.config import BuildConfig
 from pipeline.errors import BadInputError, SkyScriptError
+from pipeline.executors import map_shards
 from pipeline.geo import BBox
 from pipeline.imagery import make_imagery_source
 from pipeline.osm import make_osm_source
@@ -349,12 +350,10 @@ def build(
     on_acquired: Callable[[int], None] | None = None,
 ) -> dict[str, Any]:
     """Run the whole build; re-running resumes (finished shards are skipped)."""
-    from pipeline.executors import map_shards
-
     plan = prepare_run(inputs, cfg, overwrite=overwrite, log=log, on_acquired=on_acquired)
     if on_plan is not None:
         on_plan(plan)
-    map_shards(plan.pending, plan.context, executor=executor, on_object=on_object, on_shard=on_shard)
+    map_shards(run_shard, plan.pending, plan.context, executor=executor, on_object=on_object, on_shard=on_shard)
     return finish_run(plan)
 
 

@@ -124,6 +124,25 @@ class ShardConfig:
 
 
 @dataclass(frozen=True)
+class GeeConfig:
+    """Earth Engine access (credentials never live here: see pipeline/imagery/gee.py)."""
+
+    url: str | None = None  # None: $SKYSCRIPT_EE_URL, else the high-volume endpoint
+    max_concurrent: int = 20  # requests in flight, shared by every process on the machine
+
+
+@dataclass(frozen=True)
+class ImageryConfig:
+    """Imagery sources and chip acceptance."""
+
+    max_nodata_frac: float = 0.05  # chips with a larger empty share become failed rows (nodata)
+    catalog: str | None = None  # a user catalog YAML layered over the shipped one
+    choose: str = "finest"  # finest | random (seeded) among the candidate collections
+    images_per_object: int = 1  # up to N chips of one object from distinct collections
+    gee: GeeConfig = field(default_factory=GeeConfig)
+
+
+@dataclass(frozen=True)
 class BuildConfig:
     """The root config of ``skyscript build``."""
 
@@ -133,6 +152,7 @@ class BuildConfig:
     planner: PlannerConfig = field(default_factory=PlannerConfig)
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
+    imagery: ImageryConfig = field(default_factory=ImageryConfig)
 
     def to_dict(self) -> dict[str, Any]:
         return redact(dataclasses.asdict(self))

@@ -1,13 +1,14 @@
 """Swappable executors for shard work: in-process, a local Dask cluster, or a Dask scheduler.
 
-Stage code never knows which one runs it: the unit of work is ``run_shard(task, ctx)``,
-a plain function over picklable records.
+Stage code never knows which one runs it: the caller passes the unit of work in
+(``worker(task, ctx, on_object)``, a plain module-level function over picklable records), as
+img2dataset's distributor does, so this module imports no stage code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Protocol
 
 from pipeline.errors import BadInputError
 
@@ -25,7 +26,12 @@ def parse_executor(spec: str) -> tuple[str, str]:
     return kind, arg
 
 
+class ShardWorker(Protocol):
+    def __call__(self, task: Any, ctx: Any, on_object: Callable[[], None] | None = None, /) -> dict[str, Any]: ...
+
+
 def map_shards(
+    worker: ShardWorker,
     tasks: Sequence[Any],
     ctx: Any,
     *,
@@ -33,18 +39,16 @@ def map_shards(
     on_object: Callable[[], None] | None = None,
     on_shard: Callable[[dict[str, Any]], None] | None = None,
 ) -> list[dict[str, Any]]:
-    """Run ``run_shard`` over ``tasks``; returns their stats in task order.
+    """Run ``worker`` over ``tasks``; returns their stats in task order.
 
     ``on_object`` ticks per object in-process; with Dask, progress is per shard (``on_shard``).
     A failing shard raises after the others finish, so finished shards are kept.
     """
-    from pipeline.build import run_shard
-
     kind, arg = parse_executor(executor)
     if kind == "local":
         results = []
         for t in tasks:
-            stats = run_shard(t, ctx, on_object)
+            stats = worker(t, ctx, on_object)
             if on_shard is not None:
                 on_shard(stats)
             results.append(stats)
@@ -60,7 +64,7 @@ def map_shards(
     else:
         client = Client(arg)
     try:
-        futures = [client.submit(run_shard, t, ctx, pure=False) for t in tasks]
+        futures = [client.submit(worker, t, ctx, pure=False) for t in tasks]
         errors = []
         for fut in as_completed(futures):
             if fut.status == "error":

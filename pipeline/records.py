@@ -68,6 +68,8 @@ class ChipRequest:
     collection: str
     seed: int
     image_id: str = ""  # a preferred scene/file when the planner already knows it
+    source: str = ""  # which imagery source serves ``collection`` ("local", "gee", "stac"); "" = the only one
+    date: str | None = None  # ISO target date for closest-to-date picks (GRAFT tiles); None = no target
 
     @property
     def transform(self) -> tuple[float, float, float, float, float, float]:
