@@ -27,8 +27,9 @@ object and seed always give the same request, in any process and any order):
   ``"object too close to the edge of the imagery ..."``. Chips are therefore never part-black
   from running off a raster. Without footprints the tile is not moved.
 
-``plan_chip`` returns a :class:`ChipRequest`, or a ``str`` saying why none could be planned
-(a failed row for the build).
+``plan_chip`` returns a :class:`ChipRequest`, or a :class:`pipeline.failures.Failure` (a ``str``
+with a stable ``code``) saying why none could be planned (a failed row for the build). The planner
+config is range-checked when it is built (``PlannerConfig.__post_init__``).
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from shapely.geometry.base import BaseGeometry
 from shapely.ops import nearest_points
 
 from pipeline.config import PlannerConfig
-from pipeline.errors import ConfigError
+from pipeline.failures import EDGE, INVALID_GEOMETRY, NO_IMAGERY, TOO_COARSE, TOO_LARGE, Failure, joined
 from pipeline.geo import utm_epsg
 from pipeline.imagery.georef import WGS84, transformer
 from pipeline.records import ChipRequest, OsmObject
@@ -102,15 +103,6 @@ def _footprint_of(footprints: Footprints | None, image_id: str) -> BaseGeometry 
     return footprints.get(image_id)
 
 
-def _check(cfg: PlannerConfig) -> None:
-    if not 0 < cfg.tile_px_min <= cfg.tile_px_max:
-        raise ConfigError(
-            f"planner.tile_px_min ({cfg.tile_px_min}) must be positive and <= tile_px_max ({cfg.tile_px_max})"
-        )
-    if not 0.0 <= cfg.margin_frac < 1.0:
-        raise ConfigError(f"planner.margin_frac must lie in [0, 1), got {cfg.margin_frac}")
-
-
 def _place(
     keep: tuple[float, float, float, float],
     size: float,
@@ -148,18 +140,17 @@ def plan_chip(
     *,
     source_name: str = "imagery",
     max_gsd: float | None = None,
-) -> ChipRequest | str:
+) -> ChipRequest | Failure:
     """Plan the tile for ``obj`` from the first usable raster in ``coverages`` (finest first).
 
     ``footprints`` maps a coverage's ``image_id`` to its WGS84 outline (a mapping, or a callable
     such as ``LocalRasterSource.footprint``); with it, tiles stay inside the raster.
     Returns the request, or a failure reason.
     """
-    _check(cfg)
     if not obj.ok:
-        return obj.error_message or f"object {obj.key} has no usable geometry"
+        return Failure(INVALID_GEOMETRY, obj.error_message or f"object {obj.key} has no usable geometry")
     if not coverages:
-        return f"no imagery covers this object (source {source_name})"
+        return Failure(NO_IMAGERY, f"no imagery covers this object (source {source_name})")
     rng = object_rng(seed, obj.key)
     anchor = _anchor(obj, rng)  # first draw: the line vertex
     px_drawn = int(rng.integers(cfg.tile_px_min, cfg.tile_px_max + 1))  # second: points/lines size
@@ -168,11 +159,11 @@ def plan_chip(
     epsg = utm_epsg(*anchor.lonlat)
     crs = f"EPSG:{epsg}"
     geom_utm = _to_utm(anchor.geometry, crs)
-    reasons: list[str] = []
+    reasons: list[Failure] = []
     for cov in coverages:
         sized = _size(anchor.is_point, geom_utm.bounds, cov.native_gsd, cfg, px_drawn, max_gsd)
-        if isinstance(sized, str):
-            reasons.append(f"{cov.image_id}: {sized}")
+        if isinstance(sized, Failure):
+            reasons.append(Failure(sized.code, f"{cov.image_id}: {sized}"))
             continue
         gsd, sizes = sized
         fp = _footprint_of(footprints, cov.image_id)
@@ -185,11 +176,12 @@ def plan_chip(
                 corner = _place(keep, side, u, fp_utm)
                 if corner is not None:
                     return _request(obj, cov, crs, corner, px, gsd, seed)
-        reasons.append(
+        reasons.append(Failure(
+            EDGE,
             f"{cov.image_id}: object too close to the edge of the imagery (no {sizes[-1]} px tile at "
-            f"{gsd:.3g} m/px fits inside the raster around it)"
-        )
-    return "; ".join(reasons)
+            f"{gsd:.3g} m/px fits inside the raster around it)",
+        ))
+    return joined(reasons)
 
 
 def _size(
@@ -199,25 +191,26 @@ def _size(
     cfg: PlannerConfig,
     px_drawn: int,
     max_gsd: float | None,
-) -> tuple[float, list[int]] | str:
+) -> tuple[float, list[int]] | Failure:
     """(gsd, tile sizes to try, largest first) for one raster, or why it cannot be used."""
     gsd = max(cfg.gsd, native) if cfg.gsd else native
     if max_gsd is not None and gsd > max_gsd * (1 + 1e-9):
-        return f"imagery GSD {gsd:.3g} m/px is coarser than this object needs ({max_gsd:.3g} m/px)"
+        return Failure(TOO_COARSE, f"imagery GSD {gsd:.3g} m/px is coarser than this object needs ({max_gsd:.3g} m/px)")
     if is_point:
         return gsd, sorted({px_drawn, cfg.tile_px_min}, reverse=True)
     w, s, e, n = bounds
     extent = max(e - w, n - s) * (1.0 + 2.0 * cfg.margin_frac)
     need = math.ceil(extent / gsd)
     if need > cfg.max_object_px:
-        return f"object larger than {cfg.max_object_px} px at {gsd:.3g} m/px (needs {need} px)"
+        return Failure(TOO_LARGE, f"object larger than {cfg.max_object_px} px at {gsd:.3g} m/px (needs {need} px)")
     while need > cfg.tile_px_max:  # frame big objects at a coarser GSD, power-of-two steps
         gsd *= 2.0
         need = math.ceil(extent / gsd)
         if max_gsd is not None and gsd > max_gsd * (1 + 1e-9):
-            return (
+            return Failure(
+                TOO_LARGE,
                 f"object larger than {cfg.tile_px_max} px even at {max_gsd:.3g} m/px, the coarsest GSD "
-                "it is recognisable at"
+                "it is recognisable at",
             )
     return gsd, [max(cfg.tile_px_min, need)]
 
@@ -258,7 +251,7 @@ def _request(
 
 def plan_for_source(
     obj: OsmObject, source: ImagerySource, cfg: PlannerConfig, seed: int, *, max_gsd: float | None = None
-) -> ChipRequest | str:
+) -> ChipRequest | Failure:
     """Ask ``source`` what covers the object's target geometry, then :func:`plan_chip` within it.
 
     Lines only need the chosen vertex covered, not the whole (possibly long) line. Footprints
@@ -266,7 +259,7 @@ def plan_for_source(
     """
     target = target_geometry(obj, seed)
     if target is None:
-        return obj.error_message or f"object {obj.key} has no usable geometry"
+        return Failure(INVALID_GEOMETRY, obj.error_message or f"object {obj.key} has no usable geometry")
     coverages = source.coverage(target)
     footprint = getattr(source, "footprint", None)
     return plan_chip(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import typer
 
 from captioning.cli import caption_command
+from flows.serve import serve_command
 from pipeline.build_cli import build_command
 from pipeline.osm.cli import osm_command, plan_app, tags_count_command
 from tag_classifier.cli import tags_app
@@ -23,6 +24,7 @@ app = typer.Typer(
 
 app.command("build")(build_command)
 app.command("caption")(caption_command)
+app.command("serve")(serve_command)
 app.command("osm")(osm_command)
 app.add_typer(plan_app, name="plan")
 tags_app.command("count")(tags_count_command)

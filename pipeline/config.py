@@ -2,13 +2,18 @@
 
 No global mutable settings: the resolved :class:`BuildConfig` is passed to every stage
 (Dask workers receive it pickled) and written to ``run.json``.
+
+Every field is range-checked when its dataclass is built (``__post_init__``), so a bad value
+fails at start-up with one line naming the key, its value and the allowed range — before any
+work is done or anything is written. Fields marked ``operational`` (endpoints, timeouts, cache
+folders, concurrency) change how a build runs, never which samples it makes: they are left out
+of the build's identity (:func:`semantic_dict`), so a resume may change them.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
+import math
 import types
 import typing
 import urllib.parse
@@ -22,8 +27,49 @@ import yaml
 
 from pipeline.errors import BadInputError, ConfigError, InputFileError
 
-# Keys whose values must never reach run.json or logs.
-SECRET_MARKERS = ("key", "secret", "token", "password", "credential")
+# Exact names (lower-case) whose values must never reach run.json or logs. Matched whole, not as
+# substrings: ``uninteresting_keys`` or ``max_tokens`` are ordinary settings.
+SECRET_NAMES = frozenset({
+    "api_key", "apikey", "key_secret", "token", "access_token", "refresh_token", "id_token", "password",
+    "passwd", "secret", "secret_key", "client_secret", "private_key", "private_key_id", "credentials",
+    "aws_secret_access_key", "aws_session_token", "authorization",
+})
+OPERATIONAL = {"operational": True}  # field metadata: left out of the build identity
+
+
+class ConfigRangeError(ConfigError):
+    """A field out of range; :func:`from_dict` prefixes the key's full path."""
+
+    def __init__(self, name: str, value: Any, allowed: str) -> None:
+        self.name, self.value, self.allowed = name, value, allowed
+        super().__init__(f"config key {name!r} = {value!r} is out of range: {allowed}")
+
+    def at(self, where: str) -> ConfigRangeError:
+        return ConfigRangeError(f"{where}.{self.name}" if where else self.name, self.value, self.allowed)
+
+
+def _check(name: str, value: Any, ok: bool, allowed: str) -> None:
+    if not ok:
+        raise ConfigRangeError(name, value, allowed)
+
+
+def _positive(name: str, value: float | int | None, *, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    _check(name, value, value is not None and math.isfinite(value) and value > 0, "must be > 0")
+
+
+def _at_least(name: str, value: int | float, low: int | float) -> None:
+    _check(name, value, math.isfinite(value) and value >= low, f"must be >= {low}")
+
+
+def _within(name: str, value: float, low: float, high: float, *, high_open: bool = False) -> None:
+    ok = math.isfinite(value) and low <= value and (value < high if high_open else value <= high)
+    _check(name, value, ok, f"must lie in [{low}, {high}{')' if high_open else ']'}")
+
+
+def _one_of(name: str, value: Any, options: tuple[str, ...]) -> None:
+    _check(name, value, value in options, f"must be one of {list(options)}")
 
 
 @dataclass(frozen=True)
@@ -31,14 +77,24 @@ class QueryLimits:
     timeout_s: int = 180  # Overpass [timeout:], server side
     maxsize_bytes: int = 512 * 1024 * 1024  # Overpass [maxsize:], server side
 
+    def __post_init__(self) -> None:
+        _positive("timeout_s", self.timeout_s)
+        _positive("maxsize_bytes", self.maxsize_bytes)
+
 
 def _default_cache() -> str:
-    return str(Path.home() / ".cache" / "skyscript" / "overpass")
+    from pipeline.cache import cache_dir
+
+    return str(cache_dir("overpass"))
 
 
 @dataclass(frozen=True)
 class OverpassConfig:
-    """Endpoints and politeness settings (defaults suit the public instances)."""
+    """Endpoints and politeness settings (defaults suit the public instances).
+
+    All operational: a mirror serves the same data, and timeouts or slots change only how long
+    acquisition takes. (The cache folder follows ``$SKYSCRIPT_CACHE`` when not set.)
+    """
 
     endpoints: tuple[str, ...] = ("https://overpass-api.de/api", "https://overpass.private.coffee/api")
     slots_per_endpoint: int = 2  # concurrent queries per endpoint, shared by all local processes
@@ -59,6 +115,15 @@ class OverpassConfig:
         if not self.endpoints:
             raise BadInputError("Overpass endpoint list is empty; pass overpass:URL")
         object.__setattr__(self, "endpoints", tuple(normalise_endpoint(e) for e in self.endpoints))
+        _at_least("slots_per_endpoint", self.slots_per_endpoint, 1)
+        _positive("socket_timeout_s", self.socket_timeout_s)
+        _positive("read_deadline_s", self.read_deadline_s)
+        _at_least("attempts", self.attempts, 1)
+        _at_least("backoff_s", self.backoff_s, 0)
+        _at_least("max_backoff_s", self.max_backoff_s, self.backoff_s)
+        _at_least("status_max_wait_s", self.status_max_wait_s, 0)
+        _at_least("slot_max_wait_s", self.slot_max_wait_s, 0)
+        _positive("max_query_deg", self.max_query_deg)
 
     def with_endpoints(self, endpoints: Iterable[str]) -> OverpassConfig:
         return dataclasses.replace(self, endpoints=tuple(endpoints))
@@ -86,7 +151,7 @@ class OsmConfig:
     skip_untagged: bool = True
     # Tags that say nothing about what an object *is*; an object with only these is skipped.
     uninteresting_keys: tuple[str, ...] = ("created_by", "source", "note", "fixme", "FIXME")
-    overpass: OverpassConfig = field(default_factory=lambda: OverpassConfig())
+    overpass: OverpassConfig = field(default_factory=lambda: OverpassConfig(), metadata=OPERATIONAL)
 
 
 @dataclass(frozen=True)
@@ -100,6 +165,14 @@ class PlannerConfig:
     max_object_px: int = 4096  # objects larger than this at native GSD fail with a reason
     gsd: float | None = None  # force a GSD (m/px); None: the covering raster's native GSD
 
+    def __post_init__(self) -> None:
+        _at_least("tile_px_min", self.tile_px_min, 8)
+        _at_least("tile_px_max", self.tile_px_max, self.tile_px_min)
+        _check("tile_px_max", self.tile_px_max, self.tile_px_max <= 8192, "must be <= 8192")
+        _within("margin_frac", self.margin_frac, 0.0, 1.0, high_open=True)
+        _at_least("max_object_px", self.max_object_px, self.tile_px_max)
+        _positive("gsd", self.gsd, allow_none=True)
+
 
 @dataclass(frozen=True)
 class CaptionConfig:
@@ -111,8 +184,8 @@ class CaptionConfig:
     unknown_tags: str = "model"
 
     def __post_init__(self) -> None:
-        if self.unknown_tags not in ("model", "drop"):
-            raise ConfigError(f"caption.unknown_tags must be 'model' or 'drop', got {self.unknown_tags!r}")
+        _at_least("max_surrounding", self.max_surrounding, 0)
+        _one_of("unknown_tags", self.unknown_tags, ("model", "drop"))
 
 
 @dataclass(frozen=True)
@@ -122,6 +195,10 @@ class ShardConfig:
     shard_size: int = 256
     jpeg_quality: int = 90
 
+    def __post_init__(self) -> None:
+        _at_least("shard_size", self.shard_size, 1)
+        _within("jpeg_quality", self.jpeg_quality, 1, 100)
+
 
 @dataclass(frozen=True)
 class GeeConfig:
@@ -129,6 +206,9 @@ class GeeConfig:
 
     url: str | None = None  # None: $SKYSCRIPT_EE_URL, else the high-volume endpoint
     max_concurrent: int = 20  # requests in flight, shared by every process on the machine
+
+    def __post_init__(self) -> None:
+        _at_least("max_concurrent", self.max_concurrent, 1)
 
 
 @dataclass(frozen=True)
@@ -139,7 +219,12 @@ class ImageryConfig:
     catalog: str | None = None  # a user catalog YAML layered over the shipped one
     choose: str = "finest"  # finest | random (seeded) among the candidate collections
     images_per_object: int = 1  # up to N chips of one object from distinct collections
-    gee: GeeConfig = field(default_factory=GeeConfig)
+    gee: GeeConfig = field(default_factory=GeeConfig, metadata=OPERATIONAL)
+
+    def __post_init__(self) -> None:
+        _within("max_nodata_frac", self.max_nodata_frac, 0.0, 1.0)
+        _one_of("choose", self.choose, ("finest", "random"))
+        _at_least("images_per_object", self.images_per_object, 1)
 
 
 @dataclass(frozen=True)
@@ -154,24 +239,46 @@ class BuildConfig:
     shards: ShardConfig = field(default_factory=ShardConfig)
     imagery: ImageryConfig = field(default_factory=ImageryConfig)
 
+    def __post_init__(self) -> None:
+        _at_least("seed", self.seed, 0)
+        if self.max_objects is not None:
+            _at_least("max_objects", self.max_objects, 1)
+
     def to_dict(self) -> dict[str, Any]:
+        """Everything, secrets redacted (for run.json and logs)."""
         return redact(dataclasses.asdict(self))
 
-    def fingerprint(self) -> str:
-        """Stable hash of everything that changes which samples are produced."""
-        blob = json.dumps(self.to_dict(), sort_keys=True, default=str).encode()
-        return hashlib.sha256(blob).hexdigest()[:16]
+    def semantic(self) -> dict[str, Any]:
+        """Only what decides which samples are made (unredacted; operational fields left out)."""
+        return semantic_dict(self)
 
     def replace(self, **changes: Any) -> BuildConfig:
         return dataclasses.replace(self, **changes)
 
 
+def semantic_dict(obj: Any) -> Any:
+    """``dataclasses.asdict`` without the fields marked operational (recursively)."""
+    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+        return {
+            f.name: semantic_dict(getattr(obj, f.name))
+            for f in dataclasses.fields(obj)
+            if not f.metadata.get("operational")
+        }
+    if isinstance(obj, list | tuple):
+        return [semantic_dict(v) for v in obj]
+    return obj
+
+
+def is_secret_name(name: object) -> bool:
+    return isinstance(name, str) and name.lower() in SECRET_NAMES
+
+
 def redact(obj: Any) -> Any:
-    """Copy of a JSON-like structure with secret-looking values replaced."""
+    """Copy of a JSON-like structure with the values of secret names (exact match) replaced."""
     if isinstance(obj, dict):
         out = {}
         for k, v in obj.items():
-            if isinstance(k, str) and any(m in k.lower() for m in SECRET_MARKERS) and v:
+            if is_secret_name(k) and v:
                 out[k] = "***"
             else:
                 out[k] = redact(v)
@@ -217,7 +324,10 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
             f"unknown config key(s) {[prefix + u for u in unknown]}; valid keys here: {sorted(names)}"
         )
     kwargs = {k: _coerce(hints[k], v, f"{where}.{k}" if where else k) for k, v in data.items()}
-    return cls(**kwargs)
+    try:
+        return cls(**kwargs)
+    except ConfigRangeError as exc:
+        raise exc.at(where) from None
 
 
 def preset_names() -> list[str]:

@@ -42,7 +42,11 @@ class AutoModel:
 
     def describe(self) -> dict[str, Any]:
         # Known before any training, so a build's fingerprint does not depend on whether it ran.
-        return {"kind": AUTO, "embedder": DEFAULT_EMBEDDER, "labels_sha256": self.labels.sha256}
+        from tag_classifier.model import FORMAT_VERSION
+
+        # The auto model is a pure function of (embedder, model format, labels): those identify it.
+        return {"kind": AUTO, "embedder": DEFAULT_EMBEDDER, "format": FORMAT_VERSION,
+                "labels_sha256": self.labels.sha256}
 
     def _ensure(self) -> Any:
         if self._model is None:

@@ -365,7 +365,9 @@ class TwoStageModel:
             "embedder": self.embedder_name,
             "embedder_id": self.embedder_id,
             "labels_sha256": self.labels_sha256,
+            "format": self.meta.get("format_version", FORMAT_VERSION),
             "dir": self.meta.get("dir"),
+            "weights_sha256": self.meta.get("weights_sha256"),
         }
 
     def prior_features(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray | None:
@@ -411,7 +413,7 @@ class TwoStageModel:
         np.savez(tmp, **arrays)
         tmp.replace(d / MODEL_FILE)
         meta = {
-            **{k: v for k, v in self.meta.items() if k != "dir"},
+            **{k: v for k, v in self.meta.items() if k not in ("dir", "weights_sha256")},
             "format_version": FORMAT_VERSION,
             "embedder": self.embedder_name,
             "embedder_id": self.embedder_id,
@@ -495,6 +497,10 @@ def load_model(
             stacklevel=2,
         )
     meta["dir"] = str(d)
+    from pipeline.identity import folder_identity
+
+    # A build's identity includes the weights, so a retrained model is never mixed into a resume.
+    meta["weights_sha256"] = folder_identity(d, [META_FILE, MODEL_FILE])
     return TwoStageModel(
         embedder_name=meta["embedder"],
         embedder_id=meta["embedder_id"],

@@ -237,6 +237,19 @@ class LocalRasterSource:
             "skipped": list(self.skipped),
         }
 
+    def identity(self) -> dict[str, Any]:
+        """The rasters by name, size and grid (not the folder's path), and the read settings."""
+        return {
+            "kind": self.name,
+            "stretch": self.stretch,
+            "bands": list(self.bands) if self.bands else None,
+            "resampling": self.resampling,
+            "files": [
+                [r.image_id, os.path.getsize(r.path), r.crs, r.width, r.height, round(r.native_gsd, 6)]
+                for r in self.rasters
+            ],
+        }
+
     def footprint(self, image_id: str) -> Polygon | None:
         """WGS84 outline of one raster (the chip planner keeps tiles inside it)."""
         info = self._by_id.get(image_id)

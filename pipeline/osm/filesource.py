@@ -62,6 +62,11 @@ class FileOsmSource:
             "index": self.index.split(",")[0],
         }
 
+    def identity(self) -> dict[str, Any]:
+        from pipeline.identity import file_identity
+
+        return {"kind": "osm-file", "file": file_identity(self.path), "skip_untagged": self.config.skip_untagged}
+
     def objects(self, bbox: BBox | None = None) -> Iterator[OsmObject]:
         return iter_osm(str(self.path), repr(str(self.path)), self.config, selector_for(bbox), self.index)
 
@@ -77,6 +82,11 @@ class TableOsmSource:
 
     def describe(self) -> dict[str, Any]:
         return {"kind": "objects-table", "path": str(self.path)}
+
+    def identity(self) -> dict[str, Any]:
+        from pipeline.identity import file_identity
+
+        return {"kind": "objects-table", "file": file_identity(self.path)}
 
     def objects(self, bbox: BBox | None = None) -> Iterator[OsmObject]:
         from storage.objects_table import iter_objects

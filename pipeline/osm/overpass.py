@@ -67,6 +67,10 @@ class OverpassSource:
             "cache": o.cache_dir is not None,
         }
 
+    def identity(self) -> dict[str, Any]:
+        # Which mirror answers, its slots and timeouts, and the cache change nothing in the data.
+        return {"kind": "overpass"}
+
     def query(self, bbox: BBox | None, tags: list[Tag] | None = None) -> list[str]:
         """QL for a box (tiled to ``max_query_deg``) and optional tags."""
         if bbox is None:

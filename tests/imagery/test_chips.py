@@ -149,11 +149,15 @@ def test_gsd_from_config_is_never_finer_than_native() -> None:
 
 def test_failures_are_reasons() -> None:
     o = obj(Point(10.0, 50.0), osm_type="node")
-    assert plan_chip(o, [], PlannerConfig(), 0, source_name="local") == ("no imagery covers this object (source local)")
+    none = plan_chip(o, [], PlannerConfig(), 0, source_name="local")
+    assert none == "no imagery covers this object (source local)" and none.code == "no_imagery"
     bad = OsmObject("way", 1, {"building": "yes"}, None, status="failed", error_message="unclosed ring")
-    assert plan_chip(bad, COV, PlannerConfig(), 0) == "unclosed ring"
-    with pytest.raises(ConfigError, match="tile_px_min"):
-        plan_chip(o, COV, PlannerConfig(tile_px_min=600), 0)
+    broken = plan_chip(bad, COV, PlannerConfig(), 0)
+    assert broken == "unclosed ring" and broken.code == "invalid_geometry"
+    assert plan_chip(o, COV, PlannerConfig(), 0, max_gsd=0.3).code == "too_coarse"
+    # Out-of-range planner settings fail when the config is built, naming the key and range.
+    with pytest.raises(ConfigError, match=r"tile_px_max.*512.*>= 600"):
+        PlannerConfig(tile_px_min=600)
 
 
 # -- jitter keeps the object inside the tile (property-based) -----------------------------

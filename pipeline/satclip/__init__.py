@@ -1,0 +1,1 @@
+"""SatCLIP-style image–location pairs: the S2-100K-style sampler (``skyscript satclip sample``)."""
