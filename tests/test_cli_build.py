@@ -60,7 +60,10 @@ def test_missing_osm_file(area: FakeArea, tmp_path: Path) -> None:
 
 def _env(tmp_path: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(PREFECT_HOME=str(tmp_path / "prefect_home"), PYTHONPATH=str(Path(__file__).parents[1]))
+    env.update(PREFECT_HOME=str(tmp_path / "prefect_home"), PYTHONPATH=str(Path(__file__).parents[1]),
+               # A busy 2-core CI machine can take far longer than Prefect's default to start the
+               # ephemeral server (issue 10, "Flaky under load").
+               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="300", PREFECT_API_REQUEST_TIMEOUT="120")
     return env
 
 
