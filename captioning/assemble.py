@@ -19,7 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from captioning.rules import ANY, CaptionRules, PhraseRule, default_rules
+from captioning.rules import ANY, CaptionRules, PhraseRule, default_rules, negates
 from pipeline.errors import BadInputError
 
 SURROUNDED_BY = ", surrounded by "
@@ -86,7 +86,15 @@ def _captionable(key: str, value: object, rules: CaptionRules) -> bool:
         return False
     if len(value) > MAX_VALUE_CHARS or _URLISH.search(value):
         return False
+    if negates(value) and not _positive_phrase(key, value, rules):
+        return False  # an absence: "no building", "no street lighting" describe nothing visible
     return bool(humanise_value(value))
+
+
+def _positive_phrase(key: str, value: str, rules: CaptionRules) -> bool:
+    """An exact phrases.csv row that says something visible about a negating value."""
+    rule = rules.phrases.get((key, value)) or rules.phrases.get((key, value.lower()))
+    return rule is not None and bool(rule.phrase) and not rule.phrase.lower().startswith("no ")
 
 
 def ordered_tags(tags: Mapping[str, str], rules: CaptionRules | None = None) -> list[tuple[str, str]]:

@@ -32,6 +32,16 @@ from pipeline.errors import ConfigError, InputFileError
 ANY = "*"
 PLACEHOLDERS = frozenset({"key", "value"})
 BOOLEAN_VALUES = frozenset({"yes", "no", "true", "false"})
+# Values that say the thing is absent. A caption describes what the image shows, never what it
+# does not, so such tags stay out of captions unless an exact phrases.csv row says something
+# visible about them (``oneway=no`` reads "two way", ``covered=no`` "uncovered").
+NEGATING_VALUES = frozenset({"no", "none", "false", "0", "off"})
+
+
+def negates(value: str) -> bool:
+    """True when an OSM value denies the feature (``building=no``, ``lit=none``, ``levels=0``)."""
+    first = value.split(";", 1)[0].strip().lower()
+    return first in NEGATING_VALUES
 PHRASES_FILE = "phrases.csv"
 FEATURE_KEYS_FILE = "feature_keys.csv"
 NEVER_FILE = "never_caption.csv"

@@ -62,7 +62,7 @@ def test_feature_keys_rank_among_themselves() -> None:
         ({"building": "yes", "height": "12 ft"}, "building, height of 12 ft"),
         ({"highway": "street_lamp"}, "street lamp"),
         ({"highway": "primary", "bridge": "yes", "layer": "1"}, "road of primary, bridge"),
-        ({"highway": "footway", "footway": "sidewalk", "lit": "no"}, "road of footway, sidewalk, no street lighting"),
+        ({"highway": "footway", "footway": "sidewalk", "lit": "no"}, "road of footway, sidewalk"),
         ({"natural": "tree", "leaf_type": "broadleaved"}, "natural tree, leaf type of broadleaved"),
         ({"amenity": "parking", "parking": "surface"}, "amenity of parking, surface parking"),
         ({"man_made": "tower", "tower:type": "communication"}, "man made tower, tower type of communication"),
@@ -85,11 +85,16 @@ def test_boolean_values_never_show_raw(key: str, value: str) -> None:
 def test_boolean_multi_values() -> None:
     assert caption_single({"highway": "primary", "bridge": "yes;viaduct"}) == "road of primary, viaduct bridge"
     assert caption_single({"highway": "primary", "bridge": "yes;yes"}) == "road of primary, bridge"
-    assert caption_single({"highway": "primary", "lit": "no;yes"}) == "road of primary, no street lighting"
+    assert caption_single({"highway": "primary", "lit": "no;yes"}) == "road of primary"
 
 
-def test_no_values_read_as_absence_or_are_dropped() -> None:
-    assert caption_single({"highway": "residential", "sidewalk": "no"}) == "road of residential, no sidewalk"
+def test_captions_never_describe_absences() -> None:
+    assert caption_single({"highway": "residential", "sidewalk": "no"}) == "road of residential"
+    # A lone negating tag gives no caption at all (it used to fall back to "no building").
+    for tags in ({"building": "no"}, {"park_ride": "no"}, {"amenity": "none"}, {"building:levels": "0"}):
+        assert caption_single(tags) == "" and caption_multi(tags, []) == "", tags
+    assert caption_multi({"building": "yes"}, [{"building": "no"}, {"lit": "no"}]) == "building"
+    # An exact phrase that says something visible keeps the tag: a two-way road, an uncovered one.
     assert caption_single({"highway": "residential", "oneway": "no"}) == "road of residential, two way"
     assert caption_single({"highway": "residential", "bridge": "no"}) == "road of residential"
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from captioning.assemble import OBJECT_SEP, caption_multi, caption_single, phrase, tag_phrase, tag_phrases
-from captioning.rules import default_rules
+from captioning.rules import default_rules, negates
 
 RULES = default_rules()
 KNOWN_KEYS = sorted({k for k, _ in RULES.phrases if k != "*"} | set(RULES.feature_keys))
@@ -35,8 +35,12 @@ tags_st = st.dictionaries(key_st, value_st, min_size=1, max_size=6)
 def test_captions_are_clean_and_never_empty(tags: dict[str, str], around: list[dict[str, str]]) -> None:
     single = caption_single(tags)
     multi = caption_multi(tags, around)
+    if all(negates(v) for v in tags.values()):
+        assert not single.startswith("no ") and (not multi or multi.startswith(single))
+        return  # only absences: nothing to say, or only what an exact phrase makes visible
     for text in (single, multi):
         assert text, tags
+        assert not text.startswith("no ") and ", no " not in text and " with no " not in text  # no absences
         assert "_" not in text
         assert ":" not in text  # generated values carry no ':', so any ':' would come from a key
         assert text == " ".join(text.split())  # no doubled, leading or trailing spaces
