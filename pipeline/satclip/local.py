@@ -72,8 +72,8 @@ class LocalScenes:
         elif count != len(S2_BANDS):
             self.problems[sid] = ("bands", f"{path} has {count} bands, {len(S2_BANDS)} needed ({'/'.join(S2_BANDS)})")
         # The 10 m grid anchored at the file's top-left corner (identical to it for 10 m files).
-        width = int(math.floor((bounds.right - bounds.left) / GSD + 1e-6))
-        height = int(math.floor((bounds.top - bounds.bottom) / GSD + 1e-6))
+        width = math.floor((bounds.right - bounds.left) / GSD + 1e-6)
+        height = math.floor((bounds.top - bounds.bottom) / GSD + 1e-6)
         transform = Affine(GSD, 0.0, bounds.left, 0.0, -GSD, bounds.top)
         if crs.is_geographic:  # keep the native size so a sample fails on the CRS, not on size
             width, height = shape
@@ -114,7 +114,11 @@ class LocalScenes:
         out = [s for s in self.scenes if flt.keeps(s)]
         if region is not None:
             w, s_, e, n = region
-            out = [s for s in out if not (s.footprint[2] < w or s.footprint[0] > e or s.footprint[3] < s_ or s.footprint[1] > n)]
+            out = [
+                s
+                for s in out
+                if not (s.footprint[2] < w or s.footprint[0] > e or s.footprint[3] < s_ or s.footprint[1] > n)
+            ]
         return sorted(out, key=lambda s: s.scene_id)
 
     def read(self, scene: Scene, col_off: int, row_off: int, size: int) -> tuple[np.ndarray, float | None]:

@@ -52,8 +52,7 @@ def read_window(scene: Scene, col_off: int, row_off: int, size: int) -> tuple[np
     """(12 × size × size, nodata) of the window; raises SceneGoneError / SceneReadError."""
     if col_off < 0 or row_off < 0 or col_off + size > scene.width or row_off + size > scene.height:
         raise SceneReadError(
-            f"window ({col_off}, {row_off}, {size}) lies outside scene {scene.scene_id} "
-            f"({scene.width}×{scene.height})",
+            f"window ({col_off}, {row_off}, {size}) lies outside scene {scene.scene_id} ({scene.width}×{scene.height})",
             "window",
         )
     bounds = window_bounds(scene, col_off, row_off, size)
