@@ -1,0 +1,67 @@
+"""What the remote sources (Earth Engine, STAC) share: scene ordering, the catalog's linear
+value range to uint8, and the empty-share check."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from pipeline.errors import ImageryError
+
+
+@dataclass(frozen=True, slots=True)
+class Scene:
+    """One image of a collection as a search reports it."""
+
+    id: str
+    datetime: str | None  # ISO 8601
+    cloud: float | None = None
+
+
+def _when(text: str | None) -> float:
+    if not text:
+        return float("-inf")
+    t = text.replace("Z", "+00:00")
+    if len(t) == 10:
+        t += "T00:00:00+00:00"
+    dt = _dt.datetime.fromisoformat(t)
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=_dt.UTC)
+    return dt.timestamp()
+
+
+def order_scenes(scenes: Sequence[Scene], pick: str, date: str | None = None) -> list[Scene]:
+    """Scenes best first for ``pick`` (the mosaic fills gaps of the first from the next ones).
+
+    Ties break on the id so the order never depends on the server's.
+    """
+    if pick == "most-recent":
+        return sorted(scenes, key=lambda s: (-_when(s.datetime), s.id))
+    if pick == "least-cloudy":
+        return sorted(scenes, key=lambda s: (float("inf") if s.cloud is None else s.cloud, -_when(s.datetime), s.id))
+    if pick == "closest-to-date":
+        target = _when(date) if date else _dt.datetime.now(_dt.UTC).timestamp()
+        return sorted(scenes, key=lambda s: (abs(_when(s.datetime) - target), s.id))
+    raise ImageryError(f"unknown pick {pick!r}")
+
+
+def linear_uint8(data: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """(3, H, W) float (NaN = no data) → HxWx3 uint8: ``range`` mapped linearly to 0..255, clipped."""
+    lo, hi = value_range
+    valid = np.isfinite(data).all(axis=0)
+    scaled = (np.nan_to_num(data) - lo) * (255.0 / (hi - lo))
+    out = np.where(valid[None], np.clip(np.rint(scaled), 0, 255), 0).astype(np.uint8)
+    return np.ascontiguousarray(out.transpose(1, 2, 0))
+
+
+def check_empty(data: np.ndarray, max_frac: float, key: str, where: str) -> float:
+    """The empty share of a (3, H, W) chip; raises when it is above ``max_frac``."""
+    frac = float((~np.isfinite(data).all(axis=0)).mean())
+    if frac > max_frac:
+        raise ImageryError(
+            f"nodata: {frac:.0%} of chip {key!r} is empty in {where} (imagery.max_nodata_frac {max_frac:g})"
+        )
+    return frac
