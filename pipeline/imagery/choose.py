@@ -91,7 +91,8 @@ def candidates(
     if target is None:
         return [], obj.error_message or f"object {obj.key} has no usable geometry"
     span = object_span_m(obj)
-    lo, hi = planner.min_object_px, planner.max_object_px
+    # getattr: min_object_px is new in PlannerConfig (default 4)
+    lo, hi = int(getattr(planner, "min_object_px", 4)), planner.max_object_px
     why = {"coverage": 0, "dates": 0, "gsd": 0, "size": 0}
     out = []
     for cand in pool:

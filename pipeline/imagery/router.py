@@ -132,7 +132,7 @@ class ImageryRouter:
         out = [Coverage(c.collection, "", c.gsd, "", None) for c in self.pool
                if c.coverage is None or c.coverage.covers(geometry)]
         for name, src in self.locals:
-            out += [Coverage(name, cov.image_id, cov.native_gsd, cov.crs, cov.acquired) for cov in src.coverage(geometry)]
+            out += [Coverage(name, c.image_id, c.native_gsd, c.crs, c.acquired) for c in src.coverage(geometry)]
         return sorted(out, key=lambda c: c.native_gsd)
 
     def footprint(self, image_id: str) -> BaseGeometry | None:
