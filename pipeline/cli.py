@@ -11,6 +11,7 @@ import typer
 from captioning.cli import caption_command
 from flows.serve import serve_command
 from pipeline.build_cli import build_command
+from pipeline.graft.cli import register as register_graft
 from pipeline.osm.cli import osm_command, plan_app, tags_count_command
 from tag_classifier.cli import tags_app
 
@@ -29,6 +30,7 @@ app.command("osm")(osm_command)
 app.add_typer(plan_app, name="plan")
 tags_app.command("count")(tags_count_command)
 app.add_typer(tags_app, name="tags")
+register_graft(app)  # graft plan|photos, build-graft, train graft
 
 
 def main() -> None:

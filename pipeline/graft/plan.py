@@ -41,7 +41,9 @@ def rejected_table(rows: list[Rejected]) -> pa.Table:
     )
 
 
-def write_plan(out: Path, plan: TilePlan, table: PhotoTable, cfg: TilingConfig, source: dict[str, Any]) -> dict[str, Any]:
+def write_plan(
+    out: Path, plan: TilePlan, table: PhotoTable, cfg: TilingConfig, source: dict[str, Any]
+) -> dict[str, Any]:
     """Publish the plan under ``out``; returns the stats written to ``plan_stats.json``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "plan_stats.json").unlink(missing_ok=True)  # not done until rewritten last

@@ -195,7 +195,7 @@ def tile_group(group: str, photos: list[GroundPhoto], cfg: TilingConfig) -> tupl
                                          photos[i].lon, photos[i].lat))
             others = keep
         kept = [int(c), *others]
-        dates = [photos[i].date for i in kept if photos[i].date is not None]
+        dates = [d for d in (photos[i].date for i in kept) if d is not None]
         tiles.append(Tile(
             tile_id=tile_id, lon=float(lon[c]), lat=float(lat[c]), crs=f"EPSG:{zone}",
             transform=(cfg.gsd, 0.0, x0, 0.0, -cfg.gsd, y1), width=cfg.tile_px, height=cfg.tile_px,
