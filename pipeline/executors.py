@@ -26,6 +26,19 @@ def parse_executor(spec: str) -> tuple[str, str]:
     return kind, arg
 
 
+def connect(address: str, timeout_s: float = 10.0) -> Any:
+    """A client of the Dask scheduler at ``address``, or a one-line error naming it."""
+    from dask.distributed import Client
+
+    try:
+        return Client(address, timeout=f"{timeout_s:.0f}s")
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise BadInputError(
+            f"executor dask:{address}: no Dask scheduler answers there ({type(exc).__name__}); start one with "
+            "`dask scheduler` and pass its address, e.g. dask:tcp://127.0.0.1:8786"
+        ) from None
+
+
 class ShardWorker(Protocol):
     def __call__(self, task: Any, ctx: Any, on_object: Callable[[], None] | None = None, /) -> dict[str, Any]: ...
 
@@ -62,7 +75,7 @@ def map_shards(
                                dashboard_address=None)
         client = Client(cluster)
     else:
-        client = Client(arg)
+        client = connect(arg)
     try:
         futures = [client.submit(worker, t, ctx, pure=False) for t in tasks]
         errors = []

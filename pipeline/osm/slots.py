@@ -1,27 +1,69 @@
-"""A per-endpoint concurrency limit that holds across threads *and* processes.
+"""A per-endpoint concurrency limit that holds across threads, processes *and* a Dask cluster.
 
-Each endpoint gets ``limit`` lock files; a request holds an exclusive ``flock`` on one of
-them while it runs. The kernel drops the lock when the holder exits, even on a crash, so
-no slot is ever leaked, and every process on the machine (Dask workers, parallel CLI runs)
-shares the same limit without a coordinator.
+On one machine each endpoint gets ``limit`` lock files; a request holds an exclusive lock
+(``filelock``, an ``flock`` underneath) on one of them while it runs. The kernel drops the lock
+when the holder exits, even on a crash, so no slot is ever leaked, and every process on the
+machine (local Dask workers, parallel CLI runs) shares the same limit without a coordinator.
+
+On a Dask worker (``--executor dask:tcp://...``) lock files would only limit each machine, so
+the slots become a ``distributed.Semaphore`` named after the endpoint: the scheduler holds the
+leases for every worker of the cluster, and a dead worker's lease expires with it.
 """
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
 
 from pipeline.errors import OsmSourceError
 
 
 def default_slot_dir() -> Path:
     return Path(tempfile.gettempdir()) / "skyscript-overpass-slots"
+
+
+def endpoint_tag(endpoint: str) -> str:
+    return hashlib.sha256(endpoint.encode()).hexdigest()[:16]
+
+
+def current_dask_worker() -> Any | None:
+    """The Dask worker of this process, or None (never imports distributed itself).
+
+    Not ``distributed.get_worker()``: that only answers in the task's own thread, and the
+    Overpass source queries from a thread pool of its own.
+    """
+    if "distributed" not in sys.modules:  # a Dask worker process has it loaded already
+        return None
+    from distributed import Worker
+
+    running = [w for w in list(Worker._instances) if w.status.name == "running"]
+    return running[0] if running else None
+
+
+@contextmanager
+def cluster_slot(worker: Any, name: str, limit: int, max_wait_s: float, what: str) -> Iterator[int]:
+    """Hold one of ``limit`` leases of the cluster-wide semaphore ``name`` kept by the scheduler."""
+    from distributed import Semaphore
+
+    sem = Semaphore(max_leases=limit, name=name, scheduler_rpc=worker.scheduler, loop=worker.loop)
+    if not sem.acquire(timeout=max_wait_s):
+        raise OsmSourceError(
+            f"no free cluster slot for {what} after {max_wait_s:.0f} s: other workers hold all {limit}; "
+            "wait for them or raise overpass slots_per_endpoint"
+        )
+    try:
+        yield -1  # leases carry no number
+    finally:
+        sem.release()
 
 
 class EndpointSlots:
@@ -31,42 +73,49 @@ class EndpointSlots:
         limit: int,
         poll_s: float = 0.05,
         sleep: Callable[[float], None] = time.sleep,
+        cluster: bool | None = None,
     ) -> None:
+        """``cluster``: None picks the cluster semaphore exactly when running on a Dask worker."""
         if limit < 1:
             raise ValueError(f"slot limit must be >= 1, got {limit}")
         self.dir = Path(slot_dir) if slot_dir else default_slot_dir()
         self.limit = limit
         self.poll_s = poll_s
         self.sleep = sleep
+        self.cluster = cluster
 
     def _paths(self, endpoint: str) -> list[Path]:
-        tag = hashlib.sha256(endpoint.encode()).hexdigest()[:16]
+        tag = endpoint_tag(endpoint)
         return [self.dir / f"{tag}.{i}.lock" for i in range(self.limit)]
-
-    def _try_lock(self, path: Path) -> int | None:
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            return None
-        return fd
 
     @contextmanager
     def hold(self, endpoint: str, max_wait_s: float = 600.0) -> Iterator[int]:
-        """Hold one of ``endpoint``'s slots; yields the slot number."""
+        """Hold one of ``endpoint``'s slots; yields the slot number (-1 for a cluster lease)."""
+        worker = current_dask_worker() if self.cluster is not False else None
+        if self.cluster and worker is None:
+            raise OsmSourceError(f"cluster-wide slots for {endpoint} need a Dask worker; none runs here")
+        if worker is not None:
+            name = f"skyscript-slots-{endpoint_tag(endpoint)}"
+            with cluster_slot(worker, name, self.limit, max_wait_s, endpoint) as i:
+                yield i
+            return
         self.dir.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + max_wait_s
         while True:
             for i, path in enumerate(self._paths(endpoint)):
-                fd = self._try_lock(path)
-                if fd is not None:
-                    try:
-                        yield i
-                    finally:
-                        fcntl.flock(fd, fcntl.LOCK_UN)
-                        os.close(fd)
-                    return
+                # A fresh lock object per try: each one opens its own file description, so two
+                # threads of one process exclude each other like two processes do. The file stays:
+                # unlinking it on release would let two holders lock two different inodes.
+                lock = FileLock(path, thread_local=False, is_singleton=False, preserve_lock_file=True)
+                try:
+                    lock.acquire(timeout=0)
+                except Timeout:
+                    continue
+                try:
+                    yield i
+                finally:
+                    lock.release()
+                return
             if time.monotonic() > deadline:
                 raise OsmSourceError(
                     f"no free local slot for {endpoint} after {max_wait_s:.0f} s: other processes hold "
