@@ -107,6 +107,86 @@ def photos_command(
     console.print(f"[green]wrote[/] {n:,} photos to {out}; {table.counts()}")
 
 
+@friendly_errors
+def build_graft_command(
+    photos: PhotosOpt,
+    imagery: Annotated[str, typer.Option("--imagery", help="Imagery source, e.g. local:DIR, stac:URL, gee:PROJECT.")],
+    out: Annotated[Path, typer.Option("--out", help="Output folder (created; re-running resumes).")],
+    collection: Annotated[str, typer.Option("--collection", help="Imagery collection id (NAIP: USDA/NAIP/DOQQ or "
+                                            "planetary-computer/naip; Sentinel-2: COPERNICUS/S2_SR_HARMONIZED, "
+                                            "earth-search/sentinel-2-l2a...).")] = "naip",
+    pick: Annotated[str, typer.Option("--pick", help="auto | most-recent (NAIP) | closest-to-date (Sentinel-2: "
+                                      "clearest scene nearest the tile date).")] = "auto",
+    gsd: Annotated[float | None, typer.Option("--gsd", help="Tile GSD in metres (default: 10 for Sentinel-2, "
+                                              "else 1).")] = None,
+    tile_px: Annotated[int, typer.Option("--tile-px", help="Tile size in pixels (fetched at 2x).")] = 224,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    max_per_tile: Annotated[int, typer.Option("--max-per-tile")] = 25,
+    test_fraction: Annotated[float, typer.Option(help="Share of spatial blocks in the test split.")] = 0.05,
+    split_block_deg: Annotated[float, typer.Option(help="Spatial block size of the split, degrees.")] = 0.1,
+    metadata_only: Annotated[bool, typer.Option("--metadata-only", help="Keep photo ids and offsets only; fetch "
+                                                "no photo pixels.")] = False,
+    shard_size: Annotated[int, typer.Option("--shard-size", help="Tiles per shard.")] = 64,
+    executor: Annotated[str, typer.Option(help="local | dask-local[:N] | dask:tcp://HOST:PORT")] = "local",
+    overwrite: Annotated[bool, typer.Option(help="Delete earlier outputs in --out and start over.")] = False,
+    prefect: Annotated[bool, typer.Option(help="Run as the Prefect flow build-graft.")] = False,
+    id_col: IdCol = None, lat_col: LatCol = None, lon_col: LonCol = None, date_col: DateCol = None,
+    path_col: PathCol = None, url_col: UrlCol = None, indoor_col: IndoorCol = None, max_indoor: MaxIndoor = None,
+    photo_dir: PhotoDir = None, taken_from: TakenFrom = None, taken_to: TakenTo = None,
+    flickr_endpoint: Endpoint = None, flickr_interval: FlickrInterval = 1.0,
+) -> None:
+    """Build GRAFT-style shards: satellite tile + its ground photos + offsets (resumable)."""
+    from pipeline.executors import parse_executor
+    from pipeline.graft.build import GraftBuildConfig, GraftInputs
+    from pipeline.graft.photos import ColumnSpec
+    from pipeline.graft.tiling import TilingConfig
+
+    parse_executor(executor)
+    cfg = GraftBuildConfig(collection=collection, pick=pick, metadata_only=metadata_only, shard_size=shard_size,
+                           seed=seed)
+    tiling = TilingConfig(gsd=gsd if gsd is not None else (10.0 if cfg.rule == "closest-to-date" else 1.0),
+                          tile_px=tile_px, seed=seed, max_per_tile=max_per_tile, test_fraction=test_fraction,
+                          split_block_deg=split_block_deg)
+    cols = ColumnSpec(id_col, lat_col, lon_col, date_col, path_col, url_col, indoor_col, photo_dir, max_indoor)
+    flickr: dict[str, Any] = {}
+    if photos.lower().startswith("flickr:"):
+        flickr = {k: v for k, v in {"min_taken": taken_from, "max_taken": taken_to, "endpoint": flickr_endpoint,
+                                    "min_interval": flickr_interval}.items() if v is not None}
+    inputs = GraftInputs(photos=photos, imagery=imagery, out=str(out), columns=cols, flickr=flickr)
+    if prefect:
+        from flows.graft import run_graft_flow
+
+        summary = run_graft_flow(inputs, tiling, cfg, overwrite=overwrite, executor=executor)
+    else:
+        summary = _run_with_progress(inputs, tiling, cfg, overwrite, executor)
+    console.print(
+        f"[green]done[/]: {summary['written']:,} tiles written ({summary['photos_written']:,} photos), "
+        f"{summary['failed']:,} failed rows, {summary['shards_done']}/{summary['shards_total']} shards in {out}"
+    )
+    if summary["errors"]:
+        console.print("failed tiles by reason: " + ", ".join(f"{k} ×{v}" for k, v in summary["errors"].items()))
+    if summary["photo_errors"]:
+        console.print("unreadable photos: " + ", ".join(f"{k} ×{v}" for k, v in summary["photo_errors"].items()))
+
+
+def _run_with_progress(inputs: Any, tiling: Any, cfg: Any, overwrite: bool, executor: str) -> dict[str, Any]:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from pipeline.executors import map_shards
+    from pipeline.graft.build import finish_graft, prepare_graft, run_graft_shard
+
+    with console.status("planning tiles"):
+        plan = prepare_graft(inputs, tiling, cfg, overwrite=overwrite, log=lambda m: console.print(m))
+    total = sum(len(t.tiles) for t in plan.pending)
+    with Progress(TextColumn("tiles"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        job = bar.add_task("tiles", total=total)
+        map_shards(run_graft_shard, plan.pending, plan.context, executor=executor,
+                   on_object=lambda: bar.advance(job))
+    return finish_graft(plan)
+
+
 def register(app: typer.Typer) -> None:
     """Add ``graft plan|photos``, ``build-graft`` and ``train graft`` to the ``skyscript`` app."""
     app.add_typer(graft_app, name="graft")
+    app.command("build-graft")(build_graft_command)

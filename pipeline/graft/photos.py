@@ -96,18 +96,23 @@ class ColumnSpec:
     max_indoor: float | None = None
 
 
+def _norm(name: str) -> str:
+    """Case, spaces, ``_`` and ``-`` do not matter: ``PhotoID`` = ``photo_id`` = ``Photo Id``."""
+    return re.sub(r"[\s_\-]", "", str(name)).lower()
+
+
 def _pick(columns: Sequence[str], given: str | None, names: Iterable[str], role: str, flag: str,
           required: bool) -> str | None:
-    lower = {c.lower().strip(): c for c in columns}
+    lower = {_norm(c): c for c in reversed(columns)}  # first column wins on a clash
     if given is not None:
         if given in columns:
             return given
-        if given.lower() in lower:
-            return lower[given.lower()]
+        if _norm(given) in lower:
+            return lower[_norm(given)]
         raise BadInputError(f"{flag} {given!r} is not a column of the photo table; found: {', '.join(columns)}")
     for n in names:
-        if n in lower:
-            return lower[n]
+        if _norm(n) in lower:
+            return lower[_norm(n)]
     if required:
         raise BadInputError(
             f"cannot find the photo table's {role} column (looked for {'|'.join(names)}); found: "
