@@ -69,7 +69,7 @@ def test_build_graft_samples_and_offsets(scene: dict[str, Path], tmp_path: Path)
             col, row = inv * tr.transform(ph["lon"], ph["lat"])
             assert col == pytest.approx(ph["px_x"], abs=1e-6) and row == pytest.approx(ph["px_y"], abs=1e-6)
             assert ph["px_x"] - ph["tile_px_x"] == 32 and 32 <= ph["px_x"] < 96
-            r, g, b = (int(v) for v in sat[int(row), int(col)])
+            r, g, _b = (int(v) for v in sat[int(row), int(col)])
             assert r > 150 and r - g > 80, "the red mark under the photo is not at its pixel offset"
             n_checked += 1
             if ph["file"] is not None:

@@ -16,11 +16,11 @@ BBOX = (2.20, 48.80, 2.45, 48.92)
 FAST = RetryPolicy(attempts=4, base_delay=0.01, max_delay=0.05)
 
 
-def _client(url: str, tmp_path: Path | None = None, key: str = VALID_KEY, **kw) -> FlickrClient:  # noqa: ANN003
+def _client(url: str, tmp_path: Path | None = None, key: str = VALID_KEY, **kw) -> FlickrClient:
     return FlickrClient(key, endpoint=url, cache_dir=tmp_path, min_interval=0.0, policy=FAST, per_page=250, **kw)
 
 
-def _expected(universe, query: FlickrQuery) -> set[str]:  # noqa: ANN001
+def _expected(universe, query: FlickrQuery) -> set[str]:
     lo, hi = query.min_taken.replace("T", " "), query.max_taken.replace("T", " ")
     w, s, e, n = query.bbox or (-180, -90, 180, 90)
     return {p["id"] for p in universe.photos if lo <= p["datetaken"] <= hi and int(p["accuracy"]) >= 15
@@ -82,9 +82,8 @@ def test_injected_faults_are_retried_and_cached(tmp_path: Path) -> None:
 def test_invalid_key_is_one_line_and_never_echoed() -> None:
     u = make_universe(10, BBOX)
     q = FlickrQuery(bbox=BBOX, min_taken="2015-01-01", max_taken="2021-01-01")
-    with serve(u) as url:
-        with pytest.raises(FlickrAuthError, match="Invalid API Key") as ei:
-            flickr_photos(_client(url, key="wrong-key-ABCDEFG"), q)
+    with serve(u) as url, pytest.raises(FlickrAuthError, match="Invalid API Key") as ei:
+        flickr_photos(_client(url, key="wrong-key-ABCDEFG"), q)
     assert "wrong-key-ABCDEFG" not in str(ei.value) and "\n" not in str(ei.value)
     with pytest.raises(FlickrAuthError, match="FLICKR_API_KEY"):
         FlickrClient("")
