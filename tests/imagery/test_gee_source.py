@@ -138,7 +138,8 @@ def test_bad_token_is_a_one_line_startup_error(server, tmp_path, monkeypatch) ->
 
 
 def test_credentials_order(tmp_path, monkeypatch) -> None:
-    assert resolve_credentials({"SKYSCRIPT_EE_TOKEN": "t", "GOOGLE_APPLICATION_CREDENTIALS": "x"})[1] == "SKYSCRIPT_EE_TOKEN"
+    both = {"SKYSCRIPT_EE_TOKEN": "t", "GOOGLE_APPLICATION_CREDENTIALS": "x"}
+    assert resolve_credentials(both)[1] == "SKYSCRIPT_EE_TOKEN"
     with pytest.raises(BadInputError, match="GOOGLE_APPLICATION_CREDENTIALS"):
         resolve_credentials({"GOOGLE_APPLICATION_CREDENTIALS": str(tmp_path / "nope.json")})
     monkeypatch.setenv("HOME", str(tmp_path))  # no stored `earthengine authenticate` credentials
