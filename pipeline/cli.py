@@ -12,8 +12,10 @@ from captioning.cli import caption_command
 from flows.serve import serve_command
 from pipeline.build_cli import build_command
 from pipeline.graft.cli import register as register_graft
+from pipeline.imagery.cli import imagery_app
 from pipeline.osm.cli import osm_command, plan_app, tags_count_command
 from tag_classifier.cli import tags_app
+from training.cli import register as register_scoring_training
 
 app = typer.Typer(
     name="skyscript",
@@ -28,8 +30,10 @@ app.command("caption")(caption_command)
 app.command("serve")(serve_command)
 app.command("osm")(osm_command)
 app.add_typer(plan_app, name="plan")
+app.add_typer(imagery_app, name="imagery")
 tags_app.command("count")(tags_count_command)
 app.add_typer(tags_app, name="tags")
+register_scoring_training(app)  # score, filter, export, split, train skyclip, eval
 register_graft(app)  # graft plan|photos, build-graft, train graft
 
 

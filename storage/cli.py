@@ -1,0 +1,94 @@
+"""``skyscript filter | export | split``: selections, exports and splits over a build's scores.
+
+Only pyarrow/numpy are imported on these paths (``filter`` must start in a fraction of a second
+even for millions of rows); the export and split modules are imported inside their commands.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from pipeline.cli_util import err_console, friendly_errors
+
+
+@friendly_errors
+def filter_command(
+    out: Annotated[Path, typer.Argument(help="Dataset folder (a skyscript build's --out, already scored).")],
+    top: Annotated[int, typer.Option("--top", help="Percent of samples to keep, 1-100 (SkyScript: 20, 30 or 50).")],
+    by: Annotated[str, typer.Option("--by", help="Which score ranks the samples: single or multi caption.")] = "single",
+    reshard: Annotated[
+        Path | None, typer.Option("--reshard", help="Also write a dataset folder of only the kept samples.")
+    ] = None,
+) -> None:
+    """Keep the top N % of scored samples by one global threshold: OUT/selections/topNN.parquet.
+
+    Exactly round(N x total / 100) samples are kept (halves round up); ties at the threshold go to
+    the smaller key. Re-run with another --top without re-scoring.
+    """
+    from storage.selection import FilterConfig, filter_scores, read_selection
+    from storage.selection import reshard as do_reshard
+
+    cfg = FilterConfig(top=top, by=by)
+    res = filter_scores(out, cfg)
+    thr = "none" if res.threshold is None else f"{res.threshold:.4f}"
+    typer.echo(f"{res.path}: kept {res.kept:,} of {res.total:,} samples (score_{by} >= {thr})")
+    unscored = res.summary["unscored_shards"]
+    if unscored:
+        err_console.print(
+            f"warning: {len(unscored)} finished shard(s) have no scores and were left out "
+            f"(e.g. {unscored[:3]}); run skyscript score {out}"
+        )
+    if res.summary["rows_without_score"]:
+        n = res.summary["rows_without_score"]
+        err_console.print(f"note: {n:,} scored row(s) had no score_{by} and were left out")
+    if reshard is not None:
+        totals = do_reshard(out, read_selection(out, cfg.name), reshard)
+        typer.echo(f"{reshard}/shards: {totals['samples']:,} samples in {totals['shards']} shard(s)")
+
+
+@friendly_errors
+def export_command(
+    out: Annotated[Path, typer.Argument(help="Dataset folder (a skyscript build's --out).")],
+    selection: Annotated[str, typer.Option("--selection", help="Selection name (top30) or a selection parquet file.")],
+    dest: Annotated[Path, typer.Option("--out", help="Folder to write the CSV(s) and image files into.")],
+    fmt: Annotated[str, typer.Option("--format", help="Export format: csv (the released SkyScript layout).")] = "csv",
+) -> None:
+    """Write the SkyScript CSV layout (filepath, title, title_multi_objects, similarity_<model>) + images.
+
+    Loadable by open_clip (--dataset-type csv --csv-img-key filepath --csv-caption-key title, run
+    from DIR) and by torchgeo's SkyScript dataset (root=DIR). With a split (skyscript split), one
+    CSV per split.
+    """
+    from storage.export import export_csv
+
+    if fmt != "csv":
+        from pipeline.errors import BadInputError
+
+        raise BadInputError(f"--format {fmt!r}: only csv is supported (shards are already webdataset)")
+    res = export_csv(out, selection, dest)
+    for split, (path, n) in res.items():
+        typer.echo(f"{split}: {n:,} rows -> {path}")
+
+
+@friendly_errors
+def split_command(
+    out: Annotated[Path, typer.Argument(help="Dataset folder (a skyscript build's --out).")],
+    test_frac: Annotated[float, typer.Option("--test-frac", help="Fraction of samples in the test split.")] = 0.05,
+    block_deg: Annotated[float, typer.Option("--block-deg", help="Block size in degrees (~2 km at 0.02).")] = 0.02,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the block draw (same seed, same split).")] = 0,
+) -> None:
+    """Draw a test split by spatial blocks: OUT/split.parquet (key, shard, split, block).
+
+    Whole blocks go to test, so test chips are not neighbours of training chips; training chips
+    whose footprint reaches into a test block are marked 'buffer' and used by neither.
+    """
+    from storage.split import SplitConfig, make_split
+
+    res = make_split(out, SplitConfig(test_frac=test_frac, block_deg=block_deg, seed=seed))
+    typer.echo(
+        f"{res['path']}: train {res['train']:,}, test {res['test']:,}, buffer {res['buffer']:,} "
+        f"({res['test_blocks']} of {res['blocks']} blocks in test)"
+    )

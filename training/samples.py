@@ -1,0 +1,104 @@
+"""Random access to a build's samples: each ``{key}.jpg`` located by its byte offset in the shard tar.
+
+The scorer, the trainer and the evaluator all need "these keys, with their captions" rather than
+"every sample in order", and in parallel worker processes. Indexing a tar reads only its 512-byte
+headers, after which any sample is one ``seek`` + ``read``; captions come from the shard parquet
+(the same strings as ``{key}.txt`` / ``caption_multi``), so no JSON is decoded.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+from storage.scores import finished_shards, shard_stem
+
+CAPTION_FIELDS = {"single": "caption_single", "multi": "caption_multi"}
+
+
+@dataclass(frozen=True, slots=True)
+class SampleRef:
+    """Where one sample's JPEG lies, and its two captions."""
+
+    key: str
+    shard: int
+    tar: str
+    offset: int
+    size: int
+    caption_single: str
+    caption_multi: str
+
+    def caption(self, which: str) -> str:
+        return self.caption_single if which == "single" else self.caption_multi
+
+
+def index_tar(path: Path) -> dict[str, tuple[int, int]]:
+    """``{key: (data offset, size)}`` of every ``{key}.jpg`` member."""
+    found: dict[str, tuple[int, int]] = {}
+    with tarfile.open(path, "r") as tf:
+        for m in tf:
+            name = m.name.rsplit("/", 1)[-1]
+            if m.isfile() and name.endswith(".jpg"):
+                found[name[: -len(".jpg")]] = (m.offset_data, m.size)
+    return found
+
+
+def index_shard(out: Path, shard: int, keys: set[str] | None = None) -> tuple[list[SampleRef], Counter[str]]:
+    """The shard's usable samples (status ok, a caption, an image) and a tally of the skipped."""
+    d = Path(out) / "shards"
+    stem = shard_stem(shard)
+    rows = pq.read_table(d / f"{stem}.parquet", columns=["key", "status", "caption_single", "caption_multi"])
+    tar = d / f"{stem}.tar"
+    offsets = index_tar(tar)
+    refs: list[SampleRef] = []
+    skipped: Counter[str] = Counter()
+    cols = rows.to_pydict()
+    for key, status, single, multi in zip(
+        cols["key"], cols["status"], cols["caption_single"], cols["caption_multi"], strict=True
+    ):
+        if status != "ok" or (keys is not None and key not in keys):
+            continue
+        if not single or not single.strip():
+            skipped["missing_caption"] += 1
+            continue
+        where = offsets.get(key)
+        if where is None:
+            skipped["missing_image"] += 1
+            continue
+        refs.append(SampleRef(key, shard, str(tar), where[0], where[1], single, multi or ""))
+    return refs, skipped
+
+
+def index_dataset(
+    out: Path, shards: Iterable[int] | None = None, keys: set[str] | None = None
+) -> tuple[list[SampleRef], Counter[str]]:
+    """Usable samples of the given (default: all finished) shards, optionally only ``keys``."""
+    refs: list[SampleRef] = []
+    skipped: Counter[str] = Counter()
+    for shard in finished_shards(out) if shards is None else shards:
+        r, s = index_shard(out, shard, keys)
+        refs.extend(r)
+        skipped.update(s)
+    return refs, skipped
+
+
+def read_jpeg(ref: SampleRef) -> bytes:
+    with open(ref.tar, "rb") as f:
+        f.seek(ref.offset)
+        return f.read(ref.size)
+
+
+def decode_rgb(data: bytes) -> Any:
+    """PIL RGB image; raises ``OSError``/``ValueError`` on corrupt or truncated bytes."""
+    from PIL import Image
+
+    img = Image.open(io.BytesIO(data))
+    img.load()  # decode now: a truncated JPEG fails here, not later inside a transform
+    return img.convert("RGB")

@@ -1,0 +1,261 @@
+"""``skyscript score``: CLIP cosine similarity of every image with its single- and multi-object caption.
+
+Work is cut into units of at most ``batch_size`` samples of one shard. Worker processes (a torch
+DataLoader over an IterableDataset, unit ``u`` on worker ``u % W``) read, decode, preprocess and
+tokenise whole units while the model encodes earlier ones, so the model does not wait on JPEG
+decoding. Repeated captions (most of a shard can be "building") are tokenised and encoded once per
+unit. A shard's scores are published when its last unit is through, score file first and the done
+marker last; a resumed run skips shards whose marker names the same model.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import torch
+import torch.nn.functional as F
+
+from pipeline.errors import BadInputError, OutputConflictError
+from storage.atomic import publishing
+from storage.scores import require_build, score_marker, shard_stem, write_scores
+from training.clip_models import ClipBundle, load_clip
+from training.samples import SampleRef, decode_rgb, index_shard, read_jpeg
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """One scoring run. ``batch_size=0``: 64 on CPU, probed from free memory on a GPU."""
+
+    model: str = "ViT-L-14"
+    pretrained: str = "openai"
+    device: str = "auto"
+    batch_size: int = 0
+    workers: int = 4
+    save_embeddings: bool = False
+    overwrite: bool = False
+
+    def __post_init__(self) -> None:
+        if self.batch_size < 0:
+            raise BadInputError(f"--batch-size {self.batch_size}: give a positive number (or 0 for automatic)")
+        if self.workers < 0:
+            raise BadInputError(f"--workers {self.workers}: give 0 (decode in this process) or more")
+
+
+@dataclass
+class ScoreSummary:
+    model: str
+    shards_scored: int = 0
+    shards_skipped: int = 0
+    pairs: int = 0
+    skipped_rows: Counter[str] = field(default_factory=Counter)
+    seconds: float = 0.0
+    batch_size: int = 0
+
+    @property
+    def pairs_per_second(self) -> float:
+        return self.pairs / self.seconds if self.seconds else 0.0
+
+
+class _Units:
+    """Picklable IterableDataset body: yields one preprocessed batch per unit (see module doc)."""
+
+    def __init__(self, units: list[list[SampleRef]], preprocess: Any, tokenizer: Any) -> None:
+        self.units = units
+        self.preprocess = preprocess
+        self.tokenizer = tokenizer
+
+    def make(self, unit_id: int) -> dict[str, Any]:
+        refs = self.units[unit_id]
+        images, keys, singles, multis, bad = [], [], [], [], []
+        for r in refs:
+            try:
+                img = decode_rgb(read_jpeg(r))
+                images.append(self.preprocess(img))
+            except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for corrupt/truncated JPEGs
+                bad.append((r.key, f"corrupt_image: {str(exc)[:120]}"))
+                continue
+            keys.append(r.key)
+            singles.append(r.caption_single)
+            multis.append(r.caption_multi)
+        texts = list(dict.fromkeys([*singles, *(m for m in multis if m)]))
+        pos = {t: i for i, t in enumerate(texts)}
+        return {
+            "shard": refs[0].shard,
+            "keys": keys,
+            "bad": bad,
+            "images": torch.stack(images) if images else None,
+            "tokens": self.tokenizer(texts) if texts else None,
+            "single_idx": torch.tensor([pos[t] for t in singles], dtype=torch.long),
+            "multi_idx": torch.tensor([pos[m] if m else -1 for m in multis], dtype=torch.long),
+        }
+
+
+class UnitStream(torch.utils.data.IterableDataset):
+    """Unit ``u`` is made by worker ``u % W``: the loader's round-robin then returns units in order."""
+
+    def __init__(self, units: _Units) -> None:
+        self.units = units
+
+    def __iter__(self) -> Any:
+        info = torch.utils.data.get_worker_info()
+        wid, n = (0, 1) if info is None else (info.id, info.num_workers)
+        for u in range(wid, len(self.units.units), n):
+            yield self.units.make(u)
+
+
+def _auto_batch_size(bundle: ClipBundle, start: int = 1024) -> int:
+    """Largest power-of-two batch (≤ ``start``) whose forward pass fits in GPU memory, halved for headroom."""
+
+    if bundle.device.type != "cuda":
+        return 64
+    size = bundle.model.visual.image_size
+    h, w = (size, size) if isinstance(size, int) else size
+    ctx = bundle.tokenizer(["probe"]).shape[1]
+    b = start
+    while b >= 8:
+        try:
+            with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16):
+                bundle.model.encode_image(torch.zeros(b, 3, h, w, device=bundle.device))
+                bundle.model.encode_text(torch.zeros(b * 2, ctx, dtype=torch.long, device=bundle.device))
+            torch.cuda.synchronize(bundle.device)
+            torch.cuda.empty_cache()
+            return max(8, b // 2)
+        except torch.cuda.OutOfMemoryError:
+            torch.cuda.empty_cache()
+            b //= 2
+    return 8
+
+
+def encode_unit(bundle: ClipBundle, batch: dict[str, Any]) -> dict[str, np.ndarray]:
+    """Normalised embeddings and cosine scores of one unit (rows = ``batch['keys']``)."""
+
+    dev = bundle.device
+    amp = torch.autocast("cuda", dtype=torch.float16) if dev.type == "cuda" else torch.autocast("cpu", enabled=False)
+    with torch.no_grad(), amp:
+        img = F.normalize(bundle.model.encode_image(batch["images"].to(dev, non_blocking=True)).float(), dim=-1)
+        txt = F.normalize(bundle.model.encode_text(batch["tokens"].to(dev, non_blocking=True)).float(), dim=-1)
+    img_np, txt_np = img.cpu().numpy(), txt.cpu().numpy()
+    s_idx, m_idx = batch["single_idx"].numpy(), batch["multi_idx"].numpy()
+    t_single = txt_np[s_idx]
+    t_multi = np.where((m_idx >= 0)[:, None], txt_np[np.maximum(m_idx, 0)], np.nan).astype(np.float32)
+    return {
+        "image": img_np,
+        "text_single": t_single,
+        "text_multi": t_multi,
+        "score_single": np.einsum("ij,ij->i", img_np, t_single),
+        "score_multi": np.einsum("ij,ij->i", img_np, t_multi),  # NaN where there is no multi caption
+    }
+
+
+def _publish_shard(out: Path, shard: int, model_id: str, parts: list[dict[str, Any]], skipped: Counter[str],
+                   t0: float, save_embeddings: bool) -> int:
+    keys = [k for p in parts for k in p["keys"]]
+    cat = {n: np.concatenate([p[n] for p in parts]) if parts else np.zeros((0,), np.float32)
+           for n in ("score_single", "score_multi")}
+    table = pa.table({
+        "key": pa.array(keys, pa.string()),
+        "score_single": pa.array(cat["score_single"].astype(np.float32)),
+        "score_multi": pa.array(cat["score_multi"].astype(np.float32)),
+        "model": pa.array([model_id] * len(keys), pa.string()),
+    })
+    if save_embeddings and parts:
+        emb_path = out / "embeddings" / f"{shard_stem(shard)}.npz"
+        with publishing(emb_path) as tmp, open(tmp, "wb") as f:
+            arrays: dict[str, Any] = {n: np.concatenate([p[n] for p in parts]).astype(np.float16)
+                                      for n in ("image", "text_single", "text_multi")}
+            np.savez(f, key=np.array(keys), **arrays)
+    stats = {
+        "shard": shard, "model": model_id, "scored": len(keys), "skipped": sum(skipped.values()),
+        "errors": dict(sorted(skipped.items())), "embeddings": bool(save_embeddings),
+        "seconds": round(time.perf_counter() - t0, 3),
+    }
+    write_scores(out, shard, table, stats)
+    return len(keys)
+
+
+def _pending(out: Path, shards: list[int], mid: str, cfg: ScoreConfig) -> tuple[list[int], int]:
+    todo, done = [], 0
+    for s in shards:
+        m = score_marker(out, s)
+        if m is None or cfg.overwrite:
+            todo.append(s)
+        elif m.get("model") != mid:
+            raise OutputConflictError(
+                f"shard {shard_stem(s)} of {str(out)!r} is already scored with {m.get('model')}, not {mid}; "
+                "pass --overwrite to replace those scores"
+            )
+        elif cfg.save_embeddings and not m.get("embeddings"):
+            todo.append(s)
+        else:
+            done += 1
+    return todo, done
+
+
+def score_dataset(out: Path, cfg: ScoreConfig, bundle: ClipBundle | None = None, progress: bool = True) -> ScoreSummary:
+    """Score every finished, not-yet-scored shard of ``out``; see the module docstring."""
+
+    out = Path(out)
+    shards = require_build(out)
+    bundle = bundle or load_clip(cfg.model, cfg.pretrained, cfg.device)
+    bundle.model.eval()
+    todo, done = _pending(out, shards, bundle.model_id, cfg)
+    bs = cfg.batch_size or _auto_batch_size(bundle)
+    summary = ScoreSummary(bundle.model_id, shards_skipped=done, batch_size=bs)
+    t_start = time.perf_counter()
+
+    units: list[list[SampleRef]] = []
+    unit_count: Counter[int] = Counter()
+    skipped: dict[int, Counter[str]] = defaultdict(Counter)
+    empty: list[int] = []
+    for s in todo:
+        refs, sk = index_shard(out, s)
+        skipped[s].update(sk)
+        if not refs:
+            empty.append(s)
+        for i in range(0, len(refs), bs):
+            units.append(refs[i : i + bs])
+            unit_count[s] += 1
+    for s in empty:  # nothing usable: publish an empty score file so the shard counts as scored
+        summary.shards_scored += 1
+        _publish_shard(out, s, bundle.model_id, [], skipped[s], t_start, cfg.save_embeddings)
+    summary.skipped_rows.update(c for s in skipped for c in skipped[s].elements())
+    total = sum(len(u) for u in units)
+
+    loader = torch.utils.data.DataLoader(
+        UnitStream(_Units(units, bundle.preprocess_val, bundle.tokenizer)),
+        batch_size=None,
+        num_workers=min(cfg.workers, len(units)),
+        pin_memory=bundle.device.type == "cuda",
+        prefetch_factor=4 if cfg.workers and units else None,
+    )
+    parts: dict[int, list[dict[str, Any]]] = defaultdict(list)
+    seen: Counter[int] = Counter()
+    t_shard: dict[int, float] = {}
+    from rich.progress import Progress
+
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"scoring with {bundle.model_id}", total=total)
+        for batch in loader:
+            s = int(batch["shard"])
+            t_shard.setdefault(s, time.perf_counter())
+            for _key, why in batch["bad"]:
+                skipped[s][why.split(":", 1)[0]] += 1
+                summary.skipped_rows[why.split(":", 1)[0]] += 1
+            if batch["keys"]:
+                res = encode_unit(bundle, batch)
+                parts[s].append({"keys": batch["keys"], **res})
+            seen[s] += 1
+            bar.advance(task, len(batch["keys"]) + len(batch["bad"]))
+            if seen[s] == unit_count[s]:
+                summary.pairs += _publish_shard(
+                    out, s, bundle.model_id, parts.pop(s), skipped[s], t_shard[s], cfg.save_embeddings
+                )
+                summary.shards_scored += 1
+    summary.seconds = time.perf_counter() - t_start
+    return summary
