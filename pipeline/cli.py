@@ -16,6 +16,7 @@ from pipeline.imagery.cli import imagery_app
 from pipeline.osm.cli import osm_command, plan_app, tags_count_command
 from tag_classifier.cli import tags_app
 from training.cli import register as register_scoring_training
+from training.satclip.cli import register as register_satclip
 
 app = typer.Typer(
     name="skyscript",
@@ -35,6 +36,7 @@ tags_app.command("count")(tags_count_command)
 app.add_typer(tags_app, name="tags")
 register_scoring_training(app)  # score, filter, export, split, train skyclip, eval
 register_graft(app)  # graft plan|photos, build-graft, train graft
+register_satclip(app)  # satclip sample, train satclip, eval location
 
 
 def main() -> None:
