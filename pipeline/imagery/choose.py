@@ -177,7 +177,7 @@ def plan_object(
         fps = footprints if cand.image_id else None  # local rasters: keep the tile inside the file
         planned = plan_chip(obj, [cov], planner, seed, fps, source_name=cand.source, max_gsd=max_gsd)
         if isinstance(planned, str):
-            reasons.append(f"{cand.collection}: {planned}")
+            reasons.append(f"{cand.collection}: {planned.removeprefix(': ')}")
             continue
         edge = _crosses_edges(planned)
         if edge:

@@ -78,8 +78,11 @@ class ImageryRouter:
         *,
         catalog: Catalog | None = None,
         sources: dict[str, ImagerySource] | None = None,
+        connect: bool = True,
     ) -> None:
+        """``connect=False``: no request at start-up (planning only: Earth Engine is not contacted)."""
         self.cfg = cfg or ImageryConfig()
+        self.connect = connect
         self.specs = [parse_spec(s) for s in specs]
         if not self.specs:
             raise BadInputError("pass at least one --imagery source (local:DIR, gee:PROJECT or stac:URL)")
@@ -111,7 +114,7 @@ class ImageryRouter:
         fresh = [e for e in entries if e.id not in self.entries]
         if not fresh:
             return
-        src = given.get(str(spec)) or _make_remote(spec, fresh, self.cfg)
+        src = given.get(str(spec)) or _make_remote(spec, fresh, self.cfg, self.connect)
         for e in fresh:
             self.entries[e.id] = e
             self.sources[e.id] = src
@@ -178,11 +181,11 @@ def _make_local(root: str) -> ImagerySource:
     return LocalRasterSource(root)
 
 
-def _make_remote(spec: ImagerySpec, entries: list[CatalogEntry], cfg: ImageryConfig) -> ImagerySource:
+def _make_remote(spec: ImagerySpec, entries: list[CatalogEntry], cfg: ImageryConfig, connect: bool) -> ImagerySource:
     if spec.scheme == "stac":
         from pipeline.imagery.stac import StacSource
 
         return StacSource(spec.value, entries, max_nodata_frac=cfg.max_nodata_frac)
     from pipeline.imagery.gee import GeeSource
 
-    return GeeSource(spec.value, entries, cfg)
+    return GeeSource(spec.value, entries, cfg, lazy=not connect)
