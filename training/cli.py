@@ -63,6 +63,125 @@ train_app = typer.Typer(help="Train models on a built dataset.", no_args_is_help
 eval_app = typer.Typer(help="Evaluate CLIP checkpoints.", no_args_is_help=True)
 
 
+def _report(result: dict, json_out: Path | None, title: str) -> None:
+    """Results as JSON (stdout or --json FILE) plus a readable table on stderr."""
+    import json
+
+    from rich.table import Table
+
+    from storage.atomic import publishing
+
+    table = Table(title=title)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for k, v in result.items():
+        if isinstance(v, float):
+            table.add_row(k, f"{v:.4f}")
+        elif isinstance(v, int | str):
+            table.add_row(k, str(v))
+    err_console.print(table)
+    text = json.dumps(result, indent=1)
+    if json_out is None:
+        typer.echo(text)
+    else:
+        with publishing(json_out) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+        err_console.print(f"results: {json_out}")
+
+
+@train_app.command("skyclip")
+@friendly_errors
+def train_skyclip_command(
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder (a build's --out, scored and filtered).")],
+    out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints, losses.jsonl, config.json.")],
+    selection: Annotated[str, typer.Option("--selection", help="Selection to train on (top20/top30/top50).")] = "top30",
+    caption: Annotated[str, typer.Option("--caption", help="Caption to train with: single or multi.")] = "single",
+    model: Annotated[str, typer.Option("--model", help="open_clip architecture (SkyCLIP: ViT-B-32, ViT-L-14).")] = (
+        "ViT-B-32"
+    ),
+    pretrained: Annotated[
+        str, typer.Option("--pretrained", help="laion2b_s34b_b79k, openai, any open_clip tag, or a checkpoint file.")
+    ] = "laion2b_s34b_b79k",
+    epochs: Annotated[int, typer.Option("--epochs")] = 20,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Global batch (split across processes).")] = 512,
+    lr: Annotated[float, typer.Option("--lr")] = 1e-5,
+    wd: Annotated[float, typer.Option("--wd", help="AdamW weight decay.")] = 0.1,
+    warmup: Annotated[int, typer.Option("--warmup", help="Warm-up steps (capped at a tenth of the run).")] = 1000,
+    precision: Annotated[str, typer.Option("--precision", help="auto (amp on CUDA), amp, amp_bf16, fp32.")] = "auto",
+    device: Annotated[str, typer.Option("--device", help="auto, cuda or cpu (torchrun sets the rank's GPU).")] = (
+        "auto"
+    ),
+    workers: Annotated[int, typer.Option("--workers", help="Data loader processes per GPU.")] = 4,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    rotate: Annotated[bool, typer.Option("--rotate/--no-rotate", help="Random 90-degree rotations.")] = True,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the last checkpoint in --out.")] = False,
+    log_every: Annotated[int, typer.Option("--log-every", help="Log loss every N steps.")] = 10,
+) -> None:
+    """Continual pre-training of CLIP on the kept pairs (SkyCLIP). Multi-GPU: torchrun --nproc_per_node N
+    $(which skyscript) train skyclip ...
+    """
+    import logging
+
+    from training.skyclip.train import SkyClipConfig, train_skyclip
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    cfg = SkyClipConfig(data=str(data), out=str(out), selection=selection, caption=caption, model=model,
+                        pretrained=pretrained, epochs=epochs, batch_size=batch_size, lr=lr, wd=wd, warmup=warmup,
+                        precision=precision, device=device, workers=workers, seed=seed, rotate=rotate, resume=resume,
+                        log_every=log_every)
+    res = train_skyclip(cfg)
+    for e in res["epochs"]:
+        err_console.print(f"epoch {e['epoch']}: mean loss {e['mean_loss']:.4f} ({e['steps']} steps, {e['seconds']} s)")
+    if res["checkpoints"]:
+        typer.echo(res["checkpoints"][-1])
+
+
+@eval_app.command("retrieval")
+@friendly_errors
+def eval_retrieval_command(
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="Checkpoint file or open_clip pretrained tag.")],
+    data: Annotated[Path, typer.Option("--data", help="Dataset folder (a build's --out).")],
+    split: Annotated[str, typer.Option("--split", help="test (from skyscript split), train, or all.")] = "test",
+    model: Annotated[str | None, typer.Option("--model", help="Architecture (read from the checkpoint if saved).")] = (
+        None
+    ),
+    caption: Annotated[str, typer.Option("--caption", help="single or multi.")] = "single",
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    workers: Annotated[int, typer.Option("--workers")] = 2,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results JSON here.")] = None,
+) -> None:
+    """Image-to-text and text-to-image recall@1/5/10 and mean recall on a split of a built dataset."""
+    from training.evaluate.retrieval import RetrievalConfig, evaluate_retrieval
+
+    cfg = RetrievalConfig(data=str(data), checkpoint=checkpoint, model=model, split=split, caption=caption,
+                          device=device, batch_size=batch_size, workers=workers)
+    _report(evaluate_retrieval(cfg), json_out, f"retrieval on {data} ({split})")
+
+
+@eval_app.command("zeroshot")
+@friendly_errors
+def eval_zeroshot_command(
+    checkpoint: Annotated[str, typer.Option("--checkpoint", help="Checkpoint file or open_clip pretrained tag.")],
+    dataset: Annotated[str, typer.Option("--dataset", help="EuroSAT, UCMerced, RESISC45, PatternNet, or a folder.")],
+    model: Annotated[str | None, typer.Option("--model", help="Architecture (read from the checkpoint if saved).")] = (
+        None
+    ),
+    root: Annotated[str, typer.Option("--root", help="Where torchgeo datasets were downloaded.")] = "data",
+    device: Annotated[str, typer.Option("--device")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 64,
+    workers: Annotated[int, typer.Option("--workers")] = 2,
+    limit: Annotated[int, typer.Option("--limit", help="Evaluate at most N images (0 = all).")] = 0,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Write the results JSON here.")] = None,
+) -> None:
+    """Zero-shot scene classification (prompt templates) -> top-1 accuracy."""
+    from training.evaluate.zeroshot import ZeroShotConfig, evaluate_zeroshot
+
+    cfg = ZeroShotConfig(checkpoint=checkpoint, dataset=dataset, model=model, root=root, device=device,
+                         batch_size=batch_size, workers=workers, limit=limit)
+    _report(evaluate_zeroshot(cfg), json_out, f"zero-shot on {dataset}")
+
+
 def register(app: typer.Typer) -> None:
     """Add score, filter, export, split, train and eval to the ``skyscript`` app."""
     from storage.cli import export_command, filter_command, split_command

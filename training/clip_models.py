@@ -90,6 +90,7 @@ def load_clip(
     device: str = "auto",
     precision: str = "fp32",
     aug_cfg: dict[str, Any] | None = None,
+    output_dict: bool = False,
 ) -> ClipBundle:
     """Create an open_clip model and its transforms, failing with one actionable line."""
     import open_clip
@@ -109,7 +110,7 @@ def load_clip(
     dev = resolve_device(device)
     try:
         model, pre_train, pre_val = open_clip.create_model_and_transforms(
-            name, pretrained=pretrained, device=dev, precision=precision, aug_cfg=aug_cfg
+            name, pretrained=pretrained, device=dev, precision=precision, aug_cfg=aug_cfg, output_dict=output_dict
         )
     except (AssertionError, KeyError) as exc:  # open_clip's resize helpers assert on foreign shapes
         raise BadInputError(

@@ -102,3 +102,12 @@ def decode_rgb(data: bytes) -> Any:
     img = Image.open(io.BytesIO(data))
     img.load()  # decode now: a truncated JPEG fails here, not later inside a transform
     return img.convert("RGB")
+
+
+def ok_keys(out: Path) -> set[str]:
+    """Keys of every successful sample in the finished shards."""
+    keys: set[str] = set()
+    for s in finished_shards(out):
+        t = pq.read_table(Path(out) / "shards" / f"{shard_stem(s)}.parquet", columns=["key", "status"]).to_pydict()
+        keys.update(k for k, st in zip(t["key"], t["status"], strict=True) if st == "ok")
+    return keys
