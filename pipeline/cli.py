@@ -14,6 +14,7 @@ from pipeline.build_cli import build_command
 from pipeline.graft.cli import register as register_graft
 from pipeline.imagery.cli import imagery_app
 from pipeline.osm.cli import osm_command, plan_app, tags_count_command
+from pipeline.report.cli import report_command
 from tag_classifier.cli import tags_app
 from training.cli import register as register_scoring_training
 from training.satclip.cli import register as register_satclip
@@ -29,6 +30,7 @@ app = typer.Typer(
 app.command("build")(build_command)
 app.command("caption")(caption_command)
 app.command("serve")(serve_command)
+app.command("report")(report_command)
 app.command("osm")(osm_command)
 app.add_typer(plan_app, name="plan")
 app.add_typer(imagery_app, name="imagery")

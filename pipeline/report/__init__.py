@@ -1,0 +1,1 @@
+"""The dataset report: ``skyscript report OUT --out report.html`` (one self-contained HTML page)."""
