@@ -190,3 +190,11 @@ def register(app: typer.Typer) -> None:
     """Add ``graft plan|photos``, ``build-graft`` and ``train graft`` to the ``skyscript`` app."""
     app.add_typer(graft_app, name="graft")
     app.command("build-graft")(build_graft_command)
+    from training.graft.cli import train_graft_command
+
+    try:
+        from training.cli import train_app  # the shared `skyscript train` group (skyclip, graft, ...)
+    except ImportError:  # without it, GRAFT training still has a command of its own
+        app.command("train-graft")(train_graft_command)
+    else:
+        train_app.command("graft")(train_graft_command)
