@@ -221,19 +221,25 @@ class StacSource:
 
         resampling = {"nearest": Resampling.nearest, "bilinear": Resampling.bilinear,
                       "cubic": Resampling.cubic}[self.resampling]
-        out = []
+        by_asset: dict[str, list[int]] = {}  # one open per asset, all its bands in one read
+        for spec in entry.bands:
+            key, num = _band(spec)
+            by_asset.setdefault(key, []).append(num)
+        layers: dict[tuple[str, int], np.ndarray] = {}
         with rasterio.Env(**gdal_env(self.policy)):
-            for spec in entry.bands:
-                key, num = _band(spec)
+            for key, nums in by_asset.items():
                 asset = item["assets"].get(key)
                 if asset is None:
                     raise ImageryError(f"{entry.id} item {item['id']!r} has no asset {key!r} (bands {entry.bands})")
                 href = self._sign(entry, asset["href"])
+                uniq = sorted(set(nums))
                 try:
                     with rasterio.open(href) as ds:
-                        band, _win = warp_to_grid(ds, [num], request, resampling)
+                        warped, _win = warp_to_grid(ds, uniq, request, resampling)
                 except RasterioError as exc:
                     raise ImageryError(f"reading {asset['href']} for {request.key!r} failed: {exc}") from exc
-                out.append(band[0])
+                for i, num in enumerate(uniq):
+                    layers[(key, num)] = warped[i]
+        out = [layers[_band(spec)] for spec in entry.bands]
         return np.stack(out)
 

@@ -46,7 +46,8 @@ import numpy as np
 import rasterio
 from affine import Affine
 from rasterio.enums import Resampling
-from rasterio.warp import reproject, transform_geom
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
 
@@ -238,15 +239,11 @@ def render(img: _Img, grid: dict[str, Any]) -> np.ndarray:
     valid = np.zeros((h, w), bool)
     for asset in img.layers:  # bottom to top: later layers overwrite
         idx = [list(asset.bands).index(b) + 1 for b in bands]
-        with rasterio.open(asset.path) as ds:
-            src = ds.read(idx).astype(np.float32)
-            mask = ds.read_masks(1) > 0
-            dst = np.zeros((len(bands), h, w), np.float32)
-            dmask = np.zeros((h, w), np.uint8)
-            common = {"src_transform": ds.transform, "src_crs": ds.crs, "dst_transform": dst_transform,
-                      "dst_crs": crs, "resampling": Resampling.nearest}
-            reproject(src, dst, **common)
-            reproject(mask.astype(np.uint8), dmask, src_nodata=None, dst_nodata=0, **common)
+        # GDAL's warper onto the request grid reads only the blocks under it (nearest, like EE).
+        with rasterio.open(asset.path) as ds, WarpedVRT(ds, crs=crs, transform=dst_transform, width=w, height=h,
+                                                        resampling=Resampling.nearest, add_alpha=True) as vrt:
+            dst = vrt.read(idx).astype(np.float32)
+            dmask = vrt.read(vrt.count)  # the alpha band: 0 off the source raster or where it is masked
         on = dmask > 0
         out[:, on] = dst[:, on]
         valid |= on
