@@ -20,6 +20,7 @@ import shapely
 from pipeline.errors import InputFileError
 from pipeline.records import OsmObject
 from storage.atomic import temp_path
+from storage.geoparquet import geo_metadata
 
 SCHEMA = pa.schema(
     [
@@ -31,7 +32,9 @@ SCHEMA = pa.schema(
         ("geom_type", pa.string()),
         ("status", pa.string()),
         ("error_message", pa.string()),
-    ]
+    ],
+    # GeoParquet metadata, so geopandas.read_parquet and QGIS open the table as it is.
+    metadata=geo_metadata(),
 )
 REQUIRED_COLUMNS = ("osm_type", "osm_id", "tags", "geometry")
 BATCH_ROWS = 10_000  # rows held before a row group is written (bounds memory)

@@ -24,6 +24,7 @@ from pipeline.errors import BadInputError, InputFileError
 from pipeline.geo import BBox
 from pipeline.osm.landmask import LandMask
 from storage.atomic import write_parquet
+from storage.geoparquet import add_box_geometry
 
 CELL_COLUMNS = ("cell_id", "ix", "iy", "cell_deg", "west", "south", "east", "north", "lon", "lat")
 WORLD = BBox(-180.0, -90.0, 180.0, 90.0)
@@ -165,7 +166,7 @@ def write_cells(path: str | os.PathLike[str], plan: CellPlan, seed: int | None =
         }
     )
     table = table.replace_schema_metadata({"seed": str(seed), "cell_deg": str(d)})
-    return write_parquet(table, path)
+    return write_parquet(add_box_geometry(table), path)  # GeoParquet: cells open in geopandas/QGIS
 
 
 def read_cells(path: str | os.PathLike[str]) -> CellPlan:

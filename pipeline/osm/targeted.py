@@ -28,6 +28,7 @@ from pipeline.osm.landmask import LandMask
 from pipeline.osm.plan import WORLD, Target
 from pipeline.osm.tags import parse_tag_specs, tag_spec_text
 from storage.atomic import write_parquet
+from storage.geoparquet import add_box_geometry
 
 TILE_LADDER = (30.0, 15.0, 10.0, 5.0, 2.0, 1.0, 0.5, 0.25)
 LAND_FRACTION = 0.29  # of the Earth's surface
@@ -158,7 +159,7 @@ def plan_targeted(
 
 def write_targeted(path: str | os.PathLike[str], rows: list[dict]) -> int:
     table = pa.Table.from_pylist(rows, schema=_schema()) if rows else _schema().empty_table()
-    return write_parquet(table, path)
+    return write_parquet(add_box_geometry(table), path)  # GeoParquet: query tiles open in geopandas/QGIS
 
 
 def _schema() -> pa.Schema:
