@@ -1,47 +1,61 @@
-"""The SkyScript-style build: objects → planned samples → shards.
+"""The SkyScript-style build: objects → a persisted plan → shards.
 
-Three steps, so Prefect and Dask can wrap each one: :func:`prepare_run` (acquire objects,
-choose samples, plan shards, write run.json), :func:`run_shard` (a plain picklable function
-over a :class:`ShardTask` and a :class:`WorkerContext`), :func:`finish_run` (summary).
-Per-object failures become rows; anything else raised from a shard fails the shard.
+Three steps, so Prefect and Dask can wrap each one: :func:`prepare_run` (acquire objects, make
+the plan once and write it to ``OUT/plan/``, write run.json), :func:`run_shard` (a plain picklable
+function over a :class:`ShardTask` and a :class:`WorkerContext`; it reads only its shard's plan
+file), :func:`finish_run` (summary). Per-object failures become rows with a stable
+``error_code``; anything else raised from a shard fails the shard.
+
+A build's identity (fingerprint) is what decides its samples: the semantic config, the inputs'
+content (not their paths), the labels and tag-model weights, the plan format. A resume with the
+same identity follows the persisted plan exactly; any other refuses, naming what differs.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import time
-import zlib
 from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pyproj
-from shapely.geometry import Polygon, box
+from shapely.geometry import LineString, MultiLineString, Point, Polygon, box
 from shapely.ops import transform as shp_transform
 
 from captioning.assemble import caption_multi, caption_single
 from captioning.overlay import Overlay
-from pipeline import runinfo
-from pipeline.chips import plan_for_source
+from pipeline import planning, runinfo
+from pipeline.chips import plan_for_source, target_geometry
 from pipeline.config import BuildConfig
 from pipeline.errors import BadInputError, SkyScriptError
 from pipeline.executors import map_shards
+from pipeline.failures import (
+    IMAGERY_ERROR,
+    INVALID_GEOMETRY,
+    NO_CAPTION,
+    NO_VISIBLE_TAGS,
+    NODATA,
+    Failure,
+)
 from pipeline.geo import BBox
+from pipeline.identity import source_identity, strip_locations
 from pipeline.imagery import make_imagery_source
 from pipeline.osm import make_osm_source
-from pipeline.records import ChipRequest, OsmObject, Pair
+from pipeline.records import Chip, ChipRequest, OsmObject, Pair
 from pipeline.seams import ImagerySource, TagVisibility
+from storage import plan as plan_io
 from storage import shards as shard_io
-from storage.objects_table import read_objects, write_objects
+from storage.objects_table import ObjectsWriter
 from tag_classifier.visibility import load_visibility
 
-OUTPUT_NAMES = ("run.json", "objects.parquet", "shards", "scores", "selections")
+OUTPUT_NAMES = ("run.json", "objects.parquet", "plan", "shards", "scores", "selections", "embeddings")
 
 
 @dataclass(frozen=True)
@@ -57,12 +71,17 @@ class BuildInputs:
 
 @dataclass(frozen=True)
 class WorkerContext:
-    """Everything a shard worker needs; picklable for Dask workers."""
+    """Everything a shard worker needs; picklable for Dask workers.
+
+    ``imagery_source`` is the source indexed once at prepare time (a raster folder is not
+    re-indexed per worker); ``imagery`` (the spec) is the fallback when it is not passed.
+    """
 
     out: str
     imagery: str
     tag_model: str | None
     cfg: BuildConfig
+    imagery_source: Any = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -88,14 +107,34 @@ class RunPlan:
 # --------------------------------------------------------------------------- prepare
 
 
-def _identity(inputs: BuildInputs, cfg: BuildConfig, osm_desc: dict, img_desc: dict, vis_desc: dict) -> dict:
+def build_identity(
+    inputs: BuildInputs, cfg: BuildConfig, osm_source: Any, imagery: Any, vis: TagVisibility
+) -> dict[str, Any]:
+    """What decides the samples (hashed into the fingerprint; stored in run.json to explain refusals)."""
     return {
-        "config": cfg.to_dict(),
+        "plan_format": plan_io.PLAN_FORMAT,
+        "config": cfg.semantic(),
         "bbox": None if inputs.bbox is None else list(inputs.bbox.as_tuple()),
-        "osm": osm_desc,
-        "imagery": img_desc,
-        "visibility": vis_desc,
+        "osm": source_identity(osm_source),
+        "imagery": source_identity(imagery),
+        "visibility": strip_locations(vis.describe()),
     }
+
+
+def check_out(out_arg: str) -> Path:
+    """The output folder, created; a one-line error when it cannot be used."""
+    out = Path(out_arg)
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"--out {str(out)!r} exists and is not a folder; choose a folder path.")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadInputError(
+            f"--out {str(out)!r} cannot be created ({exc.strerror or exc}); choose a writable folder."
+        ) from None
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise BadInputError(f"--out {str(out)!r} is not writable; choose a writable folder.")
+    return out
 
 
 def _clear_outputs(out: Path) -> None:
@@ -107,27 +146,43 @@ def _clear_outputs(out: Path) -> None:
             p.unlink()
 
 
-def select_samples(objs: list[OsmObject], vis: TagVisibility, cfg: BuildConfig) -> list[OsmObject]:
-    """Objects worth a sample: at least one tag visible at some resolution; seeded subsample.
+def _acquire(osm_source: Any, inputs: BuildInputs, path: Path, on_acquired: Callable[[int], None] | None) -> int:
+    """Stream the source's objects into ``objects.parquet`` (atomic; never all in memory)."""
+    with ObjectsWriter(path) as writer:
+        n = 0
+        for o in osm_source.objects(inputs.bbox):
+            writer.write(o)
+            n += 1
+            if on_acquired is not None and n % 1000 == 0:
+                on_acquired(n)
+    return n
 
-    Failed acquisition rows with visible tags are kept, so the shard parquet accounts for them.
-    """
-    prime = getattr(vis, "prime", None)  # optional: batch the model's predictions up front
-    if prime is not None:
-        prime(o.tags for o in objs)
-    seen: set[str] = set()
-    cands = []
-    for o in objs:
-        if o.key in seen:
-            continue
-        seen.add(o.key)
-        if vis.visible_tags(o.tags, None):
-            cands.append(o)
-    if cfg.max_objects is not None and len(cands) > cfg.max_objects:
-        rng = np.random.default_rng(cfg.seed)
-        keep = np.sort(rng.choice(len(cands), size=cfg.max_objects, replace=False))
-        cands = [cands[i] for i in keep]
-    return cands
+
+def make_plan(out: Path, cfg: BuildConfig, vis: TagVisibility, inputs: BuildInputs) -> list[tuple[str, ...]]:
+    """Select, order and shard the samples; write each shard's inputs, then the index (last)."""
+    scan = planning.scan_objects(str(out / "objects.parquet"), vis)
+    if scan.table.num_rows == 0:
+        where = f" inside bbox {inputs.bbox.as_tuple()}" if inputs.bbox else ""
+        raise BadInputError(
+            f"no tagged OSM objects in {inputs.osm!r}{where}. Check that the file covers the area "
+            "and that --bbox is W,S,E,N in degrees."
+        )
+    order = planning.select(scan, cfg)
+    if len(order) == 0:
+        raise BadInputError(
+            f"none of the {scan.table.num_rows} objects in {inputs.osm!r} has a tag visible from above "
+            "(see tag_classifier/data/tag_labels.csv, or pass a trained --tag-model)."
+        )
+    index = planning.NeighbourIndex(scan)
+    keys_col = scan.table.column("key")
+    shards: list[list[str]] = []
+    for i, rows in enumerate(planning.shard_rows(order, cfg.shards.shard_size)):
+        keys = [keys_col[int(r)].as_py() for r in rows]
+        needed = planning.shard_input_rows(scan, rows, index, cfg)
+        plan_io.write_shard_inputs(out, i, scan.table.take(needed), keys)
+        shards.append(keys)
+    plan_io.write_index(out, shards)
+    return [tuple(k) for k in shards]
 
 
 def prepare_run(
@@ -138,69 +193,69 @@ def prepare_run(
     log: Callable[[str], None] = print,
     on_acquired: Callable[[int], None] | None = None,
 ) -> RunPlan:
-    out = Path(inputs.out)
-    if out.exists() and not out.is_dir():
-        raise BadInputError(f"--out {str(out)!r} exists and is not a folder; choose a folder path.")
+    out = check_out(inputs.out)
     osm_source = make_osm_source(inputs.osm, cfg.osm)
     imagery = make_imagery_source(inputs.imagery)
     if inputs.tag_model is None and cfg.caption.unknown_tags == "model":
         inputs = dataclasses.replace(inputs, tag_model="auto")
     vis = load_visibility(inputs.tag_model)
-    identity = _identity(inputs, cfg, osm_source.describe(), imagery.describe(), vis.describe())
+    identity = build_identity(inputs, cfg, osm_source, imagery, vis)
     fp = runinfo.fingerprint(identity)
-    out.mkdir(parents=True, exist_ok=True)
     if overwrite:
         _clear_outputs(out)
-    resuming = runinfo.check_compatible(out, fp)
+    resuming = runinfo.check_compatible(out, fp, identity)
+    prev = runinfo.read_run(out) if resuming else None
+    run: dict[str, Any] = {
+        "tool": "skyscript build",
+        "fingerprint": fp,
+        "created": (prev or {}).get("created", runinfo.now_iso()),
+        "inputs": {"osm": inputs.osm, "imagery": inputs.imagery, "out": str(out), "tag_model": inputs.tag_model},
+        "seed": cfg.seed,
+        "versions": runinfo.versions(),
+        "config": cfg.to_dict(),
+        "sources": {"osm": osm_source.describe(), "imagery": imagery.describe(), "visibility": vis.describe()},
+        "identity": identity,
+    }
+    for k in ("n_objects", "n_planned", "n_shards", "acquire_seconds", "plan_seconds"):
+        if prev and k in prev:
+            run[k] = prev[k]
+    runinfo.write_json_atomic(out / "run.json", run)  # claims the folder before any other output
+    keys = plan_io.read_index(out) if resuming else None
+    if keys is not None:
+        log(f"resuming: following the plan in {out / plan_io.PLAN_DIR} ({len(keys)} shards)")
+    else:
+        try:
+            keys = _plan_fresh(out, inputs, cfg, osm_source, vis, run, resuming, log, on_acquired)
+        except SkyScriptError:
+            if not resuming:  # nothing of an earlier build was here: leave the folder as it was
+                _clear_outputs(out)
+            raise
+    tasks = [ShardTask(i, ks) for i, ks in enumerate(keys)]
+    run.update(n_planned=sum(len(t.keys) for t in tasks), n_shards=len(tasks))
+    runinfo.write_json_atomic(out / "run.json", run)
+    shard_io.sweep_temporaries(out / "shards")
+    ctx = WorkerContext(out=str(out), imagery=inputs.imagery, tag_model=inputs.tag_model, cfg=cfg,
+                        imagery_source=imagery)
+    return RunPlan(inputs=inputs, cfg=cfg, context=ctx, tasks=tasks, run=run)
+
+
+def _plan_fresh(
+    out: Path, inputs: BuildInputs, cfg: BuildConfig, osm_source: Any, vis: TagVisibility,
+    run: dict[str, Any], resuming: bool, log: Callable[[str], None], on_acquired: Callable[[int], None] | None,
+) -> list[tuple[str, ...]]:
     objects_path = out / "objects.parquet"
     t0 = time.perf_counter()
     if resuming and objects_path.is_file():
-        objs = read_objects(objects_path)
-        log(f"resuming: {len(objs)} objects from {objects_path}")
+        log(f"resuming: objects from {objects_path}")
     else:
-        objs = []
-        for o in osm_source.objects(inputs.bbox):
-            objs.append(o)
-            if on_acquired is not None and len(objs) % 1000 == 0:
-                on_acquired(len(objs))
-        write_objects(objects_path, objs)
-        log(f"acquired {len(objs)} OSM objects")
-    acquire_s = time.perf_counter() - t0
-    if not objs:
-        where = f" inside bbox {inputs.bbox.as_tuple()}" if inputs.bbox else ""
-        raise BadInputError(
-            f"no tagged OSM objects in {inputs.osm!r}{where}. Check that the file covers the area "
-            "and that --bbox is W,S,E,N in degrees."
-        )
-    chosen = select_samples(objs, vis, cfg)
-    if not chosen:
-        raise BadInputError(
-            f"none of the {len(objs)} objects in {inputs.osm!r} has a tag visible from above "
-            "(see tag_classifier/data/tag_labels.csv, or pass a trained --tag-model)."
-        )
-    size = cfg.shards.shard_size
-    tasks = [
-        ShardTask(i, tuple(o.key for o in chosen[j : j + size]))
-        for i, j in enumerate(range(0, len(chosen), size))
-    ]
-    run = {
-        "tool": "skyscript build",
-        "fingerprint": fp,
-        "created": (runinfo.read_run(out) or {}).get("created", runinfo.now_iso()),
-        "inputs": {"osm": inputs.osm, "imagery": inputs.imagery, "out": str(out),
-                   "tag_model": inputs.tag_model},
-        "seed": cfg.seed,
-        "versions": runinfo.versions(),
-        "n_objects": len(objs),
-        "n_planned": len(chosen),
-        "n_shards": len(tasks),
-        "acquire_seconds": round(acquire_s, 3),
-        **identity,
-    }
-    runinfo.write_json_atomic(out / "run.json", run)
-    shard_io.sweep_temporaries(out / "shards")
-    ctx = WorkerContext(out=str(out), imagery=inputs.imagery, tag_model=inputs.tag_model, cfg=cfg)
-    return RunPlan(inputs=inputs, cfg=cfg, context=ctx, tasks=tasks, run=run)
+        n = _acquire(osm_source, inputs, objects_path, on_acquired)
+        run["n_objects"] = n
+        log(f"acquired {n} OSM objects")
+    run["acquire_seconds"] = round(time.perf_counter() - t0, 3)
+    t1 = time.perf_counter()
+    keys = make_plan(out, cfg, vis, inputs)
+    run["plan_seconds"] = round(time.perf_counter() - t1, 3)
+    return keys
 
 
 # --------------------------------------------------------------------------- shard worker
@@ -208,22 +263,24 @@ def prepare_run(
 
 @dataclass
 class _Resources:
-    objects: dict[str, OsmObject]
-    overlay: Overlay
     imagery: ImagerySource
     vis: TagVisibility
 
 
 @lru_cache(maxsize=4)
-def _resources(out: str, mtime_ns: int, imagery: str, tag_model: str | None) -> _Resources:
-    """Per-process cache: a worker loads the objects table and builds the overlay once."""
-    objs = read_objects(Path(out) / "objects.parquet")
-    return _Resources(
-        objects={o.key: o for o in objs},
-        overlay=Overlay(o for o in objs if o.ok),
-        imagery=make_imagery_source(imagery),
-        vis=load_visibility(tag_model),
-    )
+def _visibility(tag_model: str | None) -> TagVisibility:
+    return load_visibility(tag_model)
+
+
+@lru_cache(maxsize=4)
+def _imagery_from_spec(spec: str) -> ImagerySource:
+    return make_imagery_source(spec)
+
+
+def _resources(ctx: WorkerContext) -> _Resources:
+    """Per-process: the source handed over by the planner (else from its spec), the tag visibility."""
+    imagery = ctx.imagery_source if ctx.imagery_source is not None else _imagery_from_spec(ctx.imagery)
+    return _Resources(imagery=imagery, vis=_visibility(ctx.tag_model))
 
 
 @lru_cache(maxsize=64)
@@ -237,34 +294,62 @@ def tile_polygon(req: ChipRequest) -> Polygon:
     return shp_transform(_to_wgs84(req.crs).transform, edge)
 
 
-def object_seed(seed: int, key: str) -> int:
-    """Stable per-object seed (never Python's salted hash())."""
-    return zlib.crc32(f"{seed}:{key}".encode())
+def chip_centre(req: ChipRequest) -> tuple[float, float]:
+    """The chip grid's centre in WGS84 lon/lat (what ``lon``/``lat`` mean in ``{key}.json``)."""
+    x0, y0, x1, y1 = req.bounds
+    lon, lat = _to_wgs84(req.crs).transform((x0 + x1) / 2.0, (y0 + y1) / 2.0)
+    return float(lon), float(lat)
 
 
-def make_pair(obj: OsmObject, res: _Resources, cfg: BuildConfig, timers: Counter) -> Pair | str:
-    """One object → a Pair, or the reason it could not become one."""
+def object_point(obj: OsmObject, seed: int) -> tuple[float, float]:
+    """A point on the object: the node, the line's vertex the tile is centred on, or a point
+    inside the polygon (``representative_point``, never outside it as a centroid can be)."""
+    geom = obj.geometry
+    assert geom is not None
+    if isinstance(geom, LineString | MultiLineString):
+        target = target_geometry(obj, seed)
+        if isinstance(target, Point):
+            return float(target.x), float(target.y)
+    p = geom if isinstance(geom, Point) else geom.representative_point()
+    return float(p.x), float(p.y)
+
+
+def empty_fraction(chip: Chip) -> float:
+    """The chip's share of pixels without data: what the source measured, else all-black pixels."""
+    measured = chip.provenance.get("empty_fraction")
+    if measured is not None:
+        return float(measured)
+    return float((chip.pixels.max(axis=2) == 0).mean()) if chip.pixels.size else 1.0
+
+
+def make_pair(obj: OsmObject, overlay: Overlay, res: _Resources, cfg: BuildConfig, timers: Counter) -> Pair | Failure:
+    """One object → a Pair, or the reason (with its code) it could not become one."""
     if not obj.ok:
-        return obj.error_message or "no usable geometry"
+        return Failure(INVALID_GEOMETRY, obj.error_message or "no usable geometry")
     t0 = time.perf_counter()
     # max_gsd lets the planner coarsen a too-large object only while it stays recognisable.
     planned = plan_for_source(obj, res.imagery, cfg.planner, cfg.seed, max_gsd=res.vis.max_gsd(obj.tags))
     t1 = time.perf_counter()
     timers["plan"] += t1 - t0
-    if isinstance(planned, str):
+    if isinstance(planned, Failure):
         return planned
     visible = res.vis.visible_tags(obj.tags, planned.gsd)
     if not visible:
-        return f"no visible tags: none of {sorted(obj.tags)} is recognisable at {planned.gsd:.3g} m"
+        return Failure(NO_VISIBLE_TAGS, f"no visible tags: none of {sorted(obj.tags)} is recognisable at "
+                       f"{planned.gsd:.3g} m")
+    single = caption_single(visible)
+    if not single:
+        return Failure(NO_CAPTION, f"no caption: the visible tags {sorted(visible)} have no caption phrase")
     chip = res.imagery.read(planned)
     t2 = time.perf_counter()
     timers["read"] += t2 - t1
+    empty = empty_fraction(chip)
+    if empty > cfg.imagery.max_nodata_frac:
+        return Failure(NODATA, f"chip is {empty:.1%} empty (no data) in {chip.image_id}, above "
+                       f"imagery.max_nodata_frac = {cfg.imagery.max_nodata_frac:g}")
     # Ask for extra neighbours: some have no visible tags and caption_multi drops repeats.
-    neighbours = res.overlay.around(obj, tile_polygon(planned), cfg.caption.max_surrounding * 4)
+    neighbours = overlay.around(obj, tile_polygon(planned), cfg.caption.max_surrounding * 4)
     surrounding = [t for t in (res.vis.visible_tags(n.tags, planned.gsd) for n in neighbours) if t]
-    single = caption_single(visible)
-    if not single:
-        return f"no caption: the visible tags {sorted(visible)} have no caption phrase"
     pair = Pair(
         key=obj.key,
         obj=obj,
@@ -273,6 +358,8 @@ def make_pair(obj: OsmObject, res: _Resources, cfg: BuildConfig, timers: Counter
         caption_single=single,
         caption_multi=caption_multi(visible, surrounding, max_surrounding=cfg.caption.max_surrounding),
         surrounding=surrounding[: cfg.caption.max_surrounding * 4],
+        centre=chip_centre(planned),
+        object_point=object_point(obj, cfg.seed),
     )
     timers["caption"] += time.perf_counter() - t2
     return pair
@@ -281,26 +368,28 @@ def make_pair(obj: OsmObject, res: _Resources, cfg: BuildConfig, timers: Counter
 def run_shard(
     task: ShardTask, ctx: WorkerContext, on_object: Callable[[], None] | None = None
 ) -> dict[str, Any]:
-    """Write one shard. Idempotent: a finished shard is returned from its stats file."""
+    """Write one shard from its plan file. Idempotent: a finished shard is returned from its stats file."""
     out = Path(ctx.out)
     shards_dir = out / "shards"
     paths = shard_io.shard_paths(shards_dir, task.index)
     if paths["stats"].is_file():
         return json.loads(paths["stats"].read_text())
-    objects_path = out / "objects.parquet"
-    res = _resources(ctx.out, objects_path.stat().st_mtime_ns, ctx.imagery, ctx.tag_model)
+    planned, inputs = plan_io.read_shard_inputs(out, task.index)
+    if tuple(o.key for o in planned) != tuple(task.keys):
+        raise SkyScriptError(f"shard {task.index}: the task's keys differ from the persisted plan in {out}")
+    res = _resources(ctx)
+    overlay = Overlay(inputs)
     writer = shard_io.ShardWriter(shards_dir, task.index, ctx.cfg.shards.jpeg_quality)
     try:
-        for key in task.keys:
-            obj = res.objects[key]
+        for obj in planned:
             try:
-                result = make_pair(obj, res, ctx.cfg, writer.stage_seconds)
+                result = make_pair(obj, overlay, res, ctx.cfg, writer.stage_seconds)
             except SkyScriptError as exc:  # per-object: imagery gaps, unreadable windows, ...
-                result = f"{type(exc).__name__}: {exc}"
+                result = Failure(IMAGERY_ERROR, f"{type(exc).__name__}: {exc}")
             if isinstance(result, Pair):
                 writer.add_pair(result)
             else:
-                writer.add_failure(key, obj.osm_type, obj.osm_id, result)
+                writer.add_failure(obj.key, obj.osm_type, obj.osm_id, result, error_code=result.code)
             if on_object is not None:
                 on_object()
         return writer.close()
@@ -355,7 +444,3 @@ def build(
         on_plan(plan)
     map_shards(run_shard, plan.pending, plan.context, executor=executor, on_object=on_object, on_shard=on_shard)
     return finish_run(plan)
-
-
-def iter_keys(tasks: Iterable[ShardTask]) -> list[str]:
-    return [k for t in tasks for k in t.keys]

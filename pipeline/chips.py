@@ -47,7 +47,7 @@ from shapely.geometry.base import BaseGeometry
 from shapely.ops import nearest_points
 
 from pipeline.config import PlannerConfig
-from pipeline.failures import EDGE, INVALID_GEOMETRY, NO_IMAGERY, TOO_COARSE, TOO_LARGE, Failure, joined
+from pipeline.failures import EDGE, INVALID_GEOMETRY, NO_IMAGERY, NODATA, TOO_COARSE, TOO_LARGE, Failure, joined
 from pipeline.geo import utm_epsg
 from pipeline.imagery.georef import WGS84, transformer
 from pipeline.records import ChipRequest, OsmObject
@@ -261,6 +261,12 @@ def plan_for_source(
     if target is None:
         return Failure(INVALID_GEOMETRY, obj.error_message or f"object {obj.key} has no usable geometry")
     coverages = source.coverage(target)
+    if not coverages:
+        blank = getattr(source, "nodata_cover", None)
+        hits = blank(target) if callable(blank) else []
+        if hits:
+            return Failure(NODATA, f"the imagery has no data under this object ({', '.join(hits[:3])} covers it "
+                           "only with nodata pixels)")
     footprint = getattr(source, "footprint", None)
     return plan_chip(
         obj,

@@ -27,8 +27,8 @@ import yaml
 
 from pipeline.errors import BadInputError, ConfigError, InputFileError
 
-# Exact names (lower-case) whose values must never reach run.json or logs. Matched whole, not as
-# substrings: ``uninteresting_keys`` or ``max_tokens`` are ordinary settings.
+# Names (lower-case) whose values must never reach run.json or logs, matched whole or as a
+# ``_``-suffix, never as substrings: ``uninteresting_keys`` or ``max_tokens`` are ordinary settings.
 SECRET_NAMES = frozenset({
     "api_key", "apikey", "key_secret", "token", "access_token", "refresh_token", "id_token", "password",
     "passwd", "secret", "secret_key", "client_secret", "private_key", "private_key_id", "credentials",
@@ -163,6 +163,7 @@ class PlannerConfig:
     margin_frac: float = 0.2  # polygon bbox grows by this fraction on each side
     jitter: bool = True  # seeded random shift that keeps the object inside the tile
     max_object_px: int = 4096  # objects larger than this at native GSD fail with a reason
+    min_object_px: int = 4  # catalog choice: polygons spanning fewer px at a collection's GSD skip it
     gsd: float | None = None  # force a GSD (m/px); None: the covering raster's native GSD
 
     def __post_init__(self) -> None:
@@ -270,7 +271,14 @@ def semantic_dict(obj: Any) -> Any:
 
 
 def is_secret_name(name: object) -> bool:
-    return isinstance(name, str) and name.lower() in SECRET_NAMES
+    """A secret's name: one of :data:`SECRET_NAMES`, alone or as a ``_``-suffix (``flickr_api_key``).
+
+    Never a substring match: ``uninteresting_keys`` and ``max_tokens`` are ordinary settings.
+    """
+    if not isinstance(name, str):
+        return False
+    low = name.lower()
+    return low in SECRET_NAMES or any(low.endswith("_" + s) for s in SECRET_NAMES)
 
 
 def redact(obj: Any) -> Any:

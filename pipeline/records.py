@@ -115,11 +115,26 @@ class Pair:
     caption_single: str
     caption_multi: str
     surrounding: list[dict[str, str]] = field(hash=False, default_factory=list)
+    centre: tuple[float, float] | None = None  # the chip grid's centre, WGS84 (None: from the bbox)
+    object_point: tuple[float, float] | None = None  # a point on the object, WGS84
 
     def metadata(self) -> dict[str, Any]:
-        """The ``{key}.json`` payload (the output contract in ARCHITECTURE.md)."""
-        c = self.obj.geometry.centroid if self.obj.geometry is not None else None
+        """The ``{key}.json`` payload (the output contract in ARCHITECTURE.md).
+
+        ``lon``/``lat`` is the chip's centre; ``object_lon``/``object_lat`` a point on the object
+        (for a line, the vertex the tile is centred on; for a polygon, a point inside it).
+        """
         req = self.chip.request
+        w, s, e, n = req.bbox
+        lon, lat = self.centre if self.centre is not None else ((w + e) / 2.0, (s + n) / 2.0)
+        if self.object_point is not None:
+            olon, olat = self.object_point
+        elif self.obj.geometry is not None:
+            p = self.obj.geometry.representative_point()
+            olon, olat = p.x, p.y
+        else:
+            olon = olat = None
+        prov = dict(self.chip.provenance)
         return {
             "key": self.key,
             "osm_type": self.obj.osm_type,
@@ -129,8 +144,10 @@ class Pair:
             "caption_single": self.caption_single,
             "caption_multi": self.caption_multi,
             "surrounding": [dict(s) for s in self.surrounding],
-            "lon": float(c.x) if c is not None else None,
-            "lat": float(c.y) if c is not None else None,
+            "lon": float(lon),
+            "lat": float(lat),
+            "object_lon": None if olon is None else float(olon),
+            "object_lat": None if olat is None else float(olat),
             "bbox": [float(v) for v in req.bbox],
             "gsd": float(req.gsd),
             "native_gsd": None if self.chip.native_gsd is None else float(self.chip.native_gsd),
@@ -140,6 +157,10 @@ class Pair:
             "acquired": self.chip.acquired,
             "crs": req.crs,
             "bounds": [float(v) for v in req.bounds],
+            "transform": [float(v) for v in req.transform],
             "width": self.chip.width,
             "height": self.chip.height,
+            "empty_fraction": None if prov.get("empty_fraction") is None else float(prov["empty_fraction"]),
+            "resampling": prov.get("resampling"),
+            "provenance": prov,
         }

@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import re
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -27,7 +26,6 @@ from pipeline.records import STATUS_FAILED, STATUS_OK, Pair
 from storage.atomic import temp_path
 
 SHARD_DIGITS = 5
-_NUMBER = re.compile(r"\d+(?:\.\d+)?")
 TMP_MARK = ".tmp-"  # in every temporary name storage.atomic.temp_path makes
 # Fixed tar member mtime: re-running a build reproduces byte-identical shards.
 TAR_MTIME = 0.0
@@ -39,13 +37,16 @@ ROW_SCHEMA = pa.schema(
         ("osm_type", pa.string()),
         ("osm_id", pa.int64()),
         ("status", pa.string()),
+        ("error_code", pa.string()),  # short stable reason of a failed row (pipeline.failures)
         ("error_message", pa.string()),
         ("caption_single", pa.string()),
         ("caption_multi", pa.string()),
         ("tags", pa.string()),  # JSON
         ("visible_tags", pa.string()),  # JSON
-        ("lon", pa.float64()),
+        ("lon", pa.float64()),  # the chip's centre
         ("lat", pa.float64()),
+        ("object_lon", pa.float64()),  # a point on the object
+        ("object_lat", pa.float64()),
         ("bbox", pa.list_(pa.float64())),
         ("gsd", pa.float64()),
         ("source", pa.string()),
@@ -53,8 +54,11 @@ ROW_SCHEMA = pa.schema(
         ("image_id", pa.string()),
         ("acquired", pa.string()),
         ("crs", pa.string()),
+        ("transform", pa.list_(pa.float64())),  # the chip grid's affine (a, b, c, d, e, f)
         ("width", pa.int32()),
         ("height", pa.int32()),
+        ("empty_fraction", pa.float64()),
+        ("provenance", pa.string()),  # JSON: how the pixels were read (file, window, resampling, ...)
         ("jpg_bytes", pa.int64()),
     ]
 )
@@ -86,15 +90,6 @@ def sweep_temporaries(shards_dir: Path) -> int:
                 p.unlink(missing_ok=True)
                 n += 1
     return n
-
-
-def error_class(message: str) -> str:
-    """Tally bucket of an error message: the text before the first ':', numbers as ``N``.
-
-    Ids and sizes vary per object; without folding them every failure is its own bucket.
-    """
-    head = message.split(":", 1)[0].strip() or "unknown"
-    return _NUMBER.sub("N", head)[:80]
 
 
 def encode_jpeg(pixels: Any, quality: int) -> bytes:
@@ -163,6 +158,8 @@ class ShardWriter:
             visible_tags=json.dumps(meta["visible_tags"], ensure_ascii=False),
             lon=meta["lon"],
             lat=meta["lat"],
+            object_lon=meta["object_lon"],
+            object_lat=meta["object_lat"],
             bbox=meta["bbox"],
             gsd=meta["gsd"],
             source=meta["source"],
@@ -170,23 +167,28 @@ class ShardWriter:
             image_id=meta["image_id"],
             acquired=meta["acquired"],
             crs=meta["crs"],
+            transform=meta["transform"],
             width=meta["width"],
             height=meta["height"],
+            empty_fraction=meta["empty_fraction"],
+            provenance=json.dumps(meta["provenance"], ensure_ascii=False, sort_keys=True, default=str),
             jpg_bytes=len(jpg),
         )
         self.rows.append(row)
 
     def add_failure(
-        self, key: str, osm_type: str, osm_id: int, message: str, **extra: Any
+        self, key: str, osm_type: str, osm_id: int, message: str, error_code: str | None = None, **extra: Any
     ) -> None:
         self._claim(key)
         row = _empty_row(key, self.index)
-        row.update(osm_type=osm_type, osm_id=int(osm_id), status=STATUS_FAILED, error_message=message)
+        code = error_code or getattr(message, "code", None) or "unknown"
+        row.update(osm_type=osm_type, osm_id=int(osm_id), status=STATUS_FAILED, error_message=str(message),
+                   error_code=code)
         row.update({k: v for k, v in extra.items() if k in row})
         self.rows.append(row)
 
     def stats(self) -> dict[str, Any]:
-        tally = Counter(error_class(r["error_message"]) for r in self.rows if r["status"] == STATUS_FAILED)
+        tally = Counter(r["error_code"] for r in self.rows if r["status"] == STATUS_FAILED)
         n_ok = sum(r["status"] == STATUS_OK for r in self.rows)
         return {
             "shard": self.index,

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -13,7 +14,7 @@ def test_presets_load_and_differ() -> None:
     default, tiny = load_config(), load_config(preset="tiny")
     assert isinstance(default, BuildConfig)
     assert tiny.planner.tile_px_max < default.planner.tile_px_max
-    assert default.fingerprint() != tiny.fingerprint()
+    assert default.semantic() != tiny.semantic()
 
 
 def test_user_yaml_layers_over_preset_and_overrides_win(tmp_path: Path) -> None:
@@ -60,6 +61,45 @@ def test_redact_hides_secret_looking_values() -> None:
     assert red["flickr_api_key"] == "***"
     assert red["list"][0]["token"] == "***"
     assert red["ee"]["service_account"] == "x@y"
+    # Names are matched whole (or as a _suffix), never as substrings.
+    ordinary = {"uninteresting_keys": ["source"], "max_tokens": 5, "keys": ["a"], "monkey": "m"}
+    assert redact(ordinary) == ordinary
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "key", "value"),
+    [
+        ("planner:\n  margin_frac: 1.5\n", "planner.margin_frac", "1.5"),
+        ("caption:\n  max_surrounding: -1\n", "caption.max_surrounding", "-1"),
+        ("shards:\n  shard_size: 0\n", "shards.shard_size", "0"),
+        ("shards:\n  jpeg_quality: 101\n", "shards.jpeg_quality", "101"),
+        ("imagery:\n  max_nodata_frac: 2\n", "imagery.max_nodata_frac", "2"),
+        ("imagery:\n  choose: best\n", "imagery.choose", "'best'"),
+        ("osm:\n  overpass:\n    attempts: 0\n", "osm.overpass.attempts", "0"),
+        ("max_objects: 0\n", "max_objects", "0"),
+        ("planner:\n  tile_px_min: 600\n", "planner.tile_px_max", "512"),
+    ],
+)
+def test_out_of_range_values_fail_naming_key_value_and_range(
+    tmp_path: Path, yaml_text: str, key: str, value: str
+) -> None:
+    p = tmp_path / "c.yaml"
+    p.write_text(yaml_text)
+    with pytest.raises(ConfigError) as info:
+        load_config(p)
+    text = str(info.value)
+    assert f"'{key}'" in text and f"= {value}" in text and ("must" in text), text
+    assert "\n" not in text  # one line
+
+
+def test_semantic_config_leaves_out_operational_settings() -> None:
+    base = load_config()
+    moved = base.replace(osm=dataclasses.replace(base.osm, overpass=base.osm.overpass.replace(
+        cache_dir="/elsewhere", slots_per_endpoint=7, endpoints=("https://mirror.example/api",))))
+    assert moved.semantic() == base.semantic()
+    changed = base.replace(osm=dataclasses.replace(base.osm, uninteresting_keys=("created_by",)))
+    assert changed.semantic() != base.semantic()
+    assert changed.semantic()["osm"]["uninteresting_keys"] == ["created_by"]  # unredacted
 
 
 def test_overpass_settings_come_from_yaml(tmp_path: Path) -> None:

@@ -30,14 +30,16 @@ def test_writer_publishes_tar_parquet_stats(tmp_path: Path) -> None:
     w = sh.ShardWriter(tmp_path, 3, jpeg_quality=90)
     for i in range(4):
         w.add_pair(_pair(i, rng))
-    w.add_failure("w7", "way", 7, "no imagery covers this object: local:/x")
+    w.add_failure("w7", "way", 7, "no imagery covers this object: local:/x", error_code="no_imagery")
+    w.add_failure("w8", "way", 8, "something odd")  # no code: tallied as unknown, never by its text
     assert not sh.is_done(tmp_path, 3)  # nothing visible before close
     stats = w.close()
     assert sh.is_done(tmp_path, 3)
-    assert stats["successes"] == 4 and stats["failed"] == 1
-    assert stats["errors"] == {"no imagery covers this object": 1}
+    assert stats["successes"] == 4 and stats["failed"] == 2
+    assert stats["errors"] == {"no_imagery": 1, "unknown": 1}
     rows = pq.read_table(tmp_path / "00003.parquet").to_pylist()
-    assert [r["status"] for r in rows] == ["ok"] * 4 + ["failed"]
+    assert [r["status"] for r in rows] == ["ok"] * 4 + ["failed"] * 2
+    assert [r["error_code"] for r in rows] == [None] * 4 + ["no_imagery", "unknown"]
     samples = list(sh.iter_samples(tmp_path))
     assert [s["key"] for s in samples] == ["n1000", "n1001", "n1002", "n1003"]
     img = Image.open(io.BytesIO(samples[0]["jpg"]))
@@ -77,11 +79,3 @@ def test_abort_and_sweep_leave_no_partial_shard(tmp_path: Path) -> None:
     assert sh.sweep_temporaries(tmp_path) == 1
     assert list(tmp_path.iterdir()) == []
     assert sh.read_rows(tmp_path).num_rows == 0
-
-
-def test_error_class_buckets() -> None:
-    assert sh.error_class("ImageryError: window empty") == "ImageryError"
-    assert sh.error_class("") == "unknown"
-    a = sh.error_class("way 300665534 references 1 of 6 nodes missing from the input (clipped extract?)")
-    b = sh.error_class("way 33084988 references 6 of 7 nodes missing from the input (clipped extract?)")
-    assert a == b == "way N references N of N nodes missing from the input (clipped extract?)"

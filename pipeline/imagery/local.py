@@ -43,6 +43,7 @@ from shapely.geometry.base import BaseGeometry
 from pipeline.errors import BadInputError, ImageryError, InputFileError
 from pipeline.imagery.bands import STRETCHES, BandPlan, auto_stretch, choose_bands, to_uint8
 from pipeline.imagery.georef import crs_string, footprint_wgs84, ground_gsd
+from pipeline.imagery.validmask import valid_outline_wgs84
 from pipeline.imagery.warp import warp_to_grid
 from pipeline.records import Chip, ChipRequest
 from pipeline.seams import Coverage
@@ -60,7 +61,8 @@ class RasterInfo:
     image_id: str  # path relative to the root folder, POSIX separators
     crs: str
     native_gsd: float
-    footprint: Polygon  # WGS84
+    footprint: BaseGeometry  # WGS84: where the raster has data (its outline when every pixel is valid)
+    outline: Polygon  # WGS84: the raster's whole extent, nodata included
     width: int
     height: int
     count: int
@@ -189,12 +191,14 @@ class LocalRasterSource:
             raise ImageryError(f"raster {str(path)!r}: {exc}") from exc
         plan = choose_bands(ds.count, [c.name for c in ds.colorinterp], list(ds.descriptions), self.bands)
         stretch = auto_stretch(ds.dtypes[0], plan, ds.count) if self.stretch == "auto" else self.stretch
+        valid = valid_outline_wgs84(ds, sorted(set(plan.indexes)))
         return RasterInfo(
             path=str(path),
             image_id=self._image_id(path),
             crs=crs_string(ds.crs),
             native_gsd=ground_gsd(ds.crs, ds.transform, ds.width, ds.height),
-            footprint=footprint,
+            footprint=footprint if valid is None else valid,
+            outline=footprint,
             width=ds.width,
             height=ds.height,
             count=ds.count,
@@ -250,10 +254,18 @@ class LocalRasterSource:
             ],
         }
 
-    def footprint(self, image_id: str) -> Polygon | None:
-        """WGS84 outline of one raster (the chip planner keeps tiles inside it)."""
+    def footprint(self, image_id: str) -> BaseGeometry | None:
+        """WGS84 valid-data area of one raster (the chip planner keeps tiles inside it)."""
         info = self._by_id.get(image_id)
         return info.footprint if info is not None else None
+
+    def nodata_cover(self, geometry: BaseGeometry) -> list[str]:
+        """Rasters whose extent covers ``geometry`` although their valid data does not."""
+        if geometry is None or geometry.is_empty:
+            return []
+        return sorted(
+            r.image_id for r in self.rasters if r.outline.covers(geometry) and not r.footprint.covers(geometry)
+        )
 
     def coverage(self, geometry: BaseGeometry) -> list[Coverage]:
         """Rasters whose footprint covers ``geometry`` (WGS84), finest ground GSD first."""
@@ -273,7 +285,8 @@ class LocalRasterSource:
         except RasterioError as exc:
             raise ImageryError(f"reading {info.path!r} for {request.key!r} failed: {exc}") from exc
         pixels, used = to_uint8(data, info.stretch, np.dtype(info.dtype).kind == "f")
-        invalid = ~np.isfinite(data).all(axis=0)
+        # Empty: no data (NaN after the warp) or zero in every band (undeclared black fill).
+        invalid = ~np.isfinite(data).all(axis=0) | (data == 0).all(axis=0)
         provenance = {
             "file": info.image_id,
             "root": str(self.root),
@@ -308,10 +321,12 @@ class LocalRasterSource:
                     f"in {str(self.root)!r}"
                 )
             return info
-        found = self.coverage(box(*request.bbox))
+        # An explicit grid: any raster whose extent covers it (nodata is measured on the chip).
+        area = box(*request.bbox)
+        found = sorted((r for r in self.rasters if r.outline.covers(area)), key=lambda r: (r.native_gsd, r.image_id))
         if not found:
             raise ImageryError(f"no raster in {str(self.root)!r} covers request {request.key!r} (bbox {request.bbox})")
-        return self._by_id[found[0].image_id]
+        return found[0]
 
     def _dataset(self, info: RasterInfo) -> Any:
         """This thread's open handle for ``info`` (LRU-bounded, so huge folders do not exhaust fds)."""

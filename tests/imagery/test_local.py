@@ -96,7 +96,7 @@ def test_coverage_finest_first_and_only_full_cover(tmp_path: Path) -> None:
 
 def test_coverage_sorts_by_ground_gsd(folder: Path) -> None:
     synth.write_raster(
-        folder / "merc_coarse.tif", np.zeros((3, 64, 64), np.uint8), "EPSG:3857", _merc_transform(64, 1.6)
+        folder / "merc_coarse.tif", np.full((3, 64, 64), 90, np.uint8), "EPSG:3857", _merc_transform(64, 1.6)
     )
     src = LocalRasterSource(folder)
     ids = [c.image_id for c in src.coverage(Point(synth.MERC_LON, synth.MERC_LAT))]

@@ -58,14 +58,15 @@ def test_chips_around_real_buildings(oam: LocalRasterSource, shared_data: Path) 
     reqs = [(o, r) for o, r in planned if isinstance(r, ChipRequest)]
     fails = [r for _o, r in planned if isinstance(r, str)]
     assert len(reqs) >= 30
-    # Failures are buildings the mosaics only partly cover, and say so.
-    assert all(f == "no imagery covers this object (source local)" for f in fails)
+    # Failures are buildings the mosaics only partly cover (or cover with nodata pixels), and say so.
+    assert all(f.code in ("no_imagery", "nodata") for f in fails)
+    assert all(f == "no imagery covers this object (source local)" for f in fails if f.code == "no_imagery")
     for o, req in reqs[:25]:
         assert box(*req.bbox).covers(o.geometry), o.key
         assert req.image_id.endswith("_z21.tif")  # the finest raster is chosen
         chip = oam.read(req)
         assert chip.pixels.shape == (req.height, req.width, 3) and chip.pixels.dtype == np.uint8
-        assert chip.provenance["empty_fraction"] == 0.0
+        assert chip.provenance["empty_fraction"] < 1e-3  # a stray pure-black pixel at most
         assert chip.pixels.mean() > 20 and chip.pixels.std() > 5  # real imagery, not black or flat
         col, row, w, h = chip.provenance["src_window"]
         info = next(r for r in oam.rasters if r.image_id == req.image_id)
