@@ -133,8 +133,12 @@ def _unit_xyz(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
 def _median_date(dates: list[str]) -> str | None:
     if not dates:
         return None
+    if len(dates) == 1:  # most tiles: skip the date arithmetic
+        return dates[0][:10]
     secs = sorted(datetime.fromisoformat(d).replace(tzinfo=UTC).timestamp() for d in dates)
-    return datetime.fromtimestamp(float(np.median(secs)), UTC).strftime("%Y-%m-%d")
+    k = len(secs) // 2
+    mid = secs[k] if len(secs) % 2 else (secs[k - 1] + secs[k]) / 2.0
+    return datetime.fromtimestamp(mid, UTC).strftime("%Y-%m-%d")
 
 
 def _group_seed(seed: int, group: str) -> int:
@@ -148,9 +152,13 @@ def split_of(lon: float, lat: float, cfg: TilingConfig) -> str:
     return "test" if int.from_bytes(h[:8], "little") / 2**64 < cfg.test_fraction else "train"
 
 
-def tile_group(group: str, photos: list[GroundPhoto], cfg: TilingConfig) -> tuple[list[Tile], list[Assignment],
-                                                                                    list[Rejected]]:
-    """Greedy tiling of one group (see the module docstring)."""
+def tile_group(group: str, photos: list[GroundPhoto], cfg: TilingConfig, *, brute_force: bool = False
+               ) -> tuple[list[Tile], list[Assignment], list[Rejected]]:
+    """Greedy tiling of one group (see the module docstring).
+
+    ``brute_force`` is the reference implementation (tests and bench/bench_graft.py compare against
+    it): every centre projects all unassigned photos of the group into its zone.
+    """
     photos = sorted(photos, key=lambda p: p.photo_id)  # input order must not matter
     n = len(photos)
     lon = np.array([p.lon for p in photos], dtype=np.float64)
@@ -160,7 +168,8 @@ def tile_group(group: str, photos: list[GroundPhoto], cfg: TilingConfig) -> tupl
     for z in np.unique(zones):
         m = zones == z
         own_x[m], own_y[m] = _to_utm(int(z)).transform(lon[m], lat[m])
-    tree = cKDTree(_unit_xyz(lon, lat))
+    xyz = _unit_xyz(lon, lat)
+    tree = None if brute_force else cKDTree(xyz)
     half = cfg.size_m / 2.0
     chord = 2.0 * math.sin(min(math.pi / 2, half * math.sqrt(2) * _RADIUS_PAD / EARTH_MIN_RADIUS_M / 2.0))
     rng = np.random.default_rng(_group_seed(cfg.seed, group))
@@ -173,17 +182,21 @@ def tile_group(group: str, photos: list[GroundPhoto], cfg: TilingConfig) -> tupl
         if assigned[c]:
             continue
         zone = int(zones[c])
-        cand = np.array([i for i in tree.query_ball_point(_unit_xyz(lon[c : c + 1], lat[c : c + 1])[0], chord)
-                         if not assigned[i]], dtype=np.int64)
-        x, y = own_x[cand].copy(), own_y[cand].copy()
-        other = zones[cand] != zone
-        if other.any():
-            x[other], y[other] = _to_utm(zone).transform(lon[cand[other]], lat[cand[other]])
-        x0, y1 = float(own_x[c]) - half, float(own_y[c]) + half
+        if tree is None:
+            cand = np.flatnonzero(~assigned)
+            x, y = (np.asarray(v) for v in _to_utm(zone).transform(lon[cand], lat[cand]))
+        else:
+            cand = np.asarray(tree.query_ball_point(xyz[c], chord), dtype=np.int64)
+            cand = cand[~assigned[cand]]
+            x, y = own_x[cand], own_y[cand]  # fancy indexing copies
+            other = zones[cand] != zone
+            if other.any():
+                x[other], y[other] = _to_utm(zone).transform(lon[cand[other]], lat[cand[other]])
+        x0, y1 = float(own_x[c]) - half, float(own_y[c]) + half  # own_x[c] is in the centre's own zone
         col, row = (x - x0) / cfg.gsd, (y1 - y) / cfg.gsd
         inside = (col >= 0) & (col < cfg.tile_px) & (row >= 0) & (row < cfg.tile_px)
-        members = [int(i) for i in cand[inside]]
-        pix = {int(i): (float(a), float(b)) for i, a, b in zip(cand[inside], col[inside], row[inside], strict=True)}
+        members = cand[inside].tolist()
+        pix = dict(zip(members, zip(col[inside].tolist(), row[inside].tolist(), strict=True), strict=True))
         assigned[members] = True
         tile_id = f"{group}_{len(tiles):05d}"
         others = sorted(i for i in members if i != c)
@@ -206,13 +219,13 @@ def tile_group(group: str, photos: list[GroundPhoto], cfg: TilingConfig) -> tupl
     return tiles, out, rejected
 
 
-def plan_tiles(photos: Sequence[GroundPhoto], cfg: TilingConfig) -> TilePlan:
+def plan_tiles(photos: Sequence[GroundPhoto], cfg: TilingConfig, *, brute_force: bool = False) -> TilePlan:
     """Tile every group; tiles come out sorted by id, so the plan is deterministic per seed."""
     tiles: list[Tile] = []
     assignments: list[Assignment] = []
     rejected: list[Rejected] = []
     for group, members in sorted(group_photos(photos, cfg.cell_deg).items()):
-        t, a, r = tile_group(group, members, cfg)
+        t, a, r = tile_group(group, members, cfg, brute_force=brute_force)
         tiles.extend(t)
         assignments.extend(a)
         rejected.extend(r)

@@ -49,6 +49,8 @@ def test_real_photo_locations(shared_data: Path) -> None:
         check_plan(tiles, photos, px, gsd)
         assert len(photos) + plan.stats["over_cap"] == len(table.photos)
         assert max(t["n_photos"] for t in tiles) == 25 and plan.stats["over_cap"] > 0
+        assert _rows(plan_tiles(table.photos, TilingConfig(gsd=gsd, tile_px=px, seed=3), brute_force=True)) == (
+            tiles, photos)
 
 
 def test_deterministic_per_seed_and_input_order() -> None:
@@ -65,7 +67,8 @@ def test_deterministic_per_seed_and_input_order() -> None:
 
 @pytest.mark.parametrize(
     ("lon", "lat"),
-    [(15.6, 78.2), (-45.0, 83.9), (100.0, 89.5), (10.0, -75.0), (179.9995, -16.5), (-179.9995, 65.0), (0.0005, 51.5)],
+    [(15.6, 78.2), (-45.0, 83.9), (100.0, 89.5), (10.0, -75.0), (179.9995, -16.5), (-179.9995, 65.0), (0.0005, 51.5),
+     (12.0, 47.0)],  # the last straddles the UTM 32/33 border inside one 10° cell
 )
 def test_hard_places(lon: float, lat: float) -> None:
     photos = cluster(lon, lat, 300, 600, seed=5)
@@ -73,6 +76,7 @@ def test_hard_places(lon: float, lat: float) -> None:
     plan = plan_tiles(photos, cfg)
     tiles, rows = _rows(plan)
     check_plan(tiles, rows, 100, 1.0)
+    assert _rows(plan_tiles(photos, cfg, brute_force=True)) == (tiles, rows)  # the KD-tree misses no one
     # Tiles are true-metre squares: the geodesic length of a tile edge is tile_px * gsd (UTM scale ≤ 0.1 %).
     from affine import Affine
     from pyproj import Transformer
