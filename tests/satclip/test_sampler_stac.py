@@ -26,15 +26,27 @@ def _index(out: Path) -> list[dict[str, str]]:
 
 def _state(tmp_path: Path, coarse: bool = True) -> StacState:
     state = StacState()
-    for k, (w, h, cloud, day) in enumerate([(400, 300, 5.0, "2022-06-01"), (300, 300, 50.0, "2022-06-02"),
-                                            (300, 280, 2.0, "2020-05-01")]):
+    for k, (w, h, cloud, day) in enumerate(
+        [(400, 300, 5.0, "2022-06-01"), (300, 300, 50.0, "2022-06-02"), (300, 280, 2.0, "2020-05-01")]
+    ):
         x0 = X0 + k * 5000
         pixels = scene_pixels(w, h, seed=10 + k)
         assets = write_band_assets(tmp_path / "cogs", f"S{k}", pixels, CRS, x0, Y0, coarse=coarse)
         state.files.update({p.name: p for p in assets.values()})
-        state.items.append(stac_item(f"S{k}", assets, "BASE", CRS, x0, Y0, w, h,
-                                     {"eo:cloud_cover": cloud, "datetime": f"{day}T10:00:00Z", "s2:mgrs_tile": "32UNA"},
-                                     with_proj=k != 0))
+        state.items.append(
+            stac_item(
+                f"S{k}",
+                assets,
+                "BASE",
+                CRS,
+                x0,
+                Y0,
+                w,
+                h,
+                {"eo:cloud_cover": cloud, "datetime": f"{day}T10:00:00Z", "s2:mgrs_tile": "32UNA"},
+                with_proj=k != 0,
+            )
+        )
     return state
 
 
@@ -89,7 +101,8 @@ def test_stac_scene_vanishes_between_search_and_read(tmp_path: Path) -> None:
     rows = pq.read_table(out / "shards" / "00000.parquet").to_pylist()
     assert all("S0" in r["error_message"] and "vanished" in r["error_message"] for r in rows)
     assert (out / "index.csv").read_text().splitlines() == [
-        "fn,lon,lat,scene_id,datetime,cloud_cover,mgrs_tile,platform,crs,col_off,row_off"]
+        "fn,lon,lat,scene_id,datetime,cloud_cover,mgrs_tile,platform,crs,col_off,row_off"
+    ]
 
 
 def test_stac_land_mode_searches_at_the_point(tmp_path: Path) -> None:

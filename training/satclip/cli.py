@@ -45,6 +45,9 @@ def train_satclip_command(
     no_pretrained: Annotated[
         bool, typer.Option("--no-pretrained", help="MoCo architectures with random weights (offline checks).")
     ] = False,
+    no_augment: Annotated[
+        bool, typer.Option("--no-augment", help="No flips, random crops or coordinate jitter.")
+    ] = False,
     no_amp: Annotated[bool, typer.Option("--no-amp", help="Disable mixed precision (CUDA only anyway).")] = False,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -57,7 +60,8 @@ def train_satclip_command(
         data=data, out=out, legendre=legendre, vision=vision, epochs=epochs, batch_size=batch_size,
         accumulate=accumulate, lr=lr, weight_decay=weight_decay, embed_dim=embed_dim, capacity=capacity,
         num_hidden_layers=hidden_layers, sh_quirk=sh_quirk, image_size=image_size, vit_width=vit_width,
-        vit_layers=vit_layers, vit_patch=vit_patch, pretrained=not no_pretrained, amp=not no_amp, device=device,
+        vit_layers=vit_layers, vit_patch=vit_patch, pretrained=not no_pretrained, augment=not no_augment,
+        amp=not no_amp, device=device,
         seed=seed, workers=workers,
     )  # fmt: skip
     result = train(cfg, progress=True)

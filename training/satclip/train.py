@@ -48,6 +48,7 @@ class TrainConfig:
     vit_layers: int = 4
     vit_patch: int = 32
     pretrained: bool = True
+    augment: bool = True  # flips, random crops, coordinate jitter (SatCLIP's training transform)
     amp: bool = True
     device: str = "auto"
     seed: int = 0
@@ -85,9 +86,12 @@ def build_model(cfg: TrainConfig) -> SatCLIPModel:
     return SatCLIPModel(visual, cfg.location())
 
 
-def _crop(img: torch.Tensor, size: int, gen: torch.Generator) -> torch.Tensor:
+def _crop(img: torch.Tensor, size: int, gen: torch.Generator, random: bool = True) -> torch.Tensor:
     if img.shape[-1] == size:
         return img
+    if not random:
+        off = (img.shape[-1] - size) // 2
+        return img[..., off : off + size, off : off + size]
     top = int(torch.randint(0, img.shape[-2] - size + 1, (1,), generator=gen))
     left = int(torch.randint(0, img.shape[-1] - size + 1, (1,), generator=gen))
     return img[..., top : top + size, left : left + size]
@@ -126,7 +130,7 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict[str, Any]:
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(cfg.device)
-    data = S2Patches(cfg.data, channels=in_channels(cfg.vision), seed=cfg.seed)
+    data = S2Patches(cfg.data, channels=in_channels(cfg.vision), augment=cfg.augment, seed=cfg.seed)
     if len(data) < 2:
         raise BadInputError(f"{cfg.data} holds {len(data)} patch(es); contrastive training needs at least 2")
     model = build_model(cfg).to(device)
@@ -163,7 +167,7 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict[str, Any]:
             opt.zero_grad(set_to_none=True)
             n_batches = len(loader)
             for i, batch in enumerate(loader):
-                img = _crop(batch["image"], cfg.image_size, gen).to(device, non_blocking=True)
+                img = _crop(batch["image"], cfg.image_size, gen, cfg.augment).to(device, non_blocking=True)
                 pts = batch["point"].to(device)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=use_amp):
                     img_feat = model.encode_image(img)

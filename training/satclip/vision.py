@@ -86,7 +86,8 @@ class Transformer(nn.Module):
 
 
 class VisionTransformer(nn.Module):
-    """CLIP-style ViT (patch conv, class token, pre/post LayerNorm, projection), SatCLIP's names."""
+    """CLIP-style ViT (patch conv, class token, pre/post LayerNorm, projection), SatCLIP's names,
+    plus a per-band input standardisation (``input_norm``)."""
 
     def __init__(
         self, image_size: int, patch_size: int, width: int, layers: int, heads: int, in_chans: int, output_dim: int
@@ -94,6 +95,10 @@ class VisionTransformer(nn.Module):
         super().__init__()
         if image_size % patch_size:
             raise BadInputError(f"image size {image_size} is not a multiple of the patch size {patch_size}")
+        # Reflectances/10 000 are small and alike across bands; standardising them per band lets a
+        # ViT trained from scratch tell images apart from the first steps (its tokens otherwise
+        # start nearly identical and the CLIP loss sits at log(batch) for a long time).
+        self.input_norm = nn.BatchNorm2d(in_chans, affine=False)
         self.conv1 = nn.Conv2d(in_chans, width, kernel_size=patch_size, stride=patch_size, bias=False)
         scale = width**-0.5
         self.class_embedding = nn.Parameter(scale * torch.randn(width))
@@ -104,12 +109,13 @@ class VisionTransformer(nn.Module):
         self.proj = nn.Parameter(scale * torch.randn(width, output_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv1(x).flatten(2).permute(0, 2, 1)
+        x = self.conv1(self.input_norm(x)).flatten(2).permute(0, 2, 1)
         cls = self.class_embedding.to(x.dtype).expand(x.shape[0], 1, -1)
         x = torch.cat([cls, x], dim=1) + self.positional_embedding.to(x.dtype)
         x = self.ln_pre(x).permute(1, 0, 2)
         x = self.transformer(x).permute(1, 0, 2)
-        return self.ln_post(x[:, 0, :]) @ self.proj
+        # Mean over all tokens, not the class token alone: a shallow ViT from scratch pools images apart sooner.
+        return self.ln_post(x.mean(dim=1)) @ self.proj
 
 
 def build_vision(
