@@ -7,7 +7,7 @@ numpy arrays, never a list of every :class:`OsmObject`. Workers then read only t
 so their memory does not grow with the number of objects in the build.
 
 Selection: an object is a candidate when at least one of its tags is visible from above at some
-resolution (failed acquisition rows included, so the shard parquet accounts for them); a seeded
+resolution and is not an absence (``building=no``) (failed acquisition rows included, so the shard parquet accounts for them); a seeded
 subsample keeps ``max_objects``. Candidates are ordered along a Morton (Z-order) curve of their
 centre, so a shard covers a compact area: its neighbour set stays small and rasters are reused.
 
@@ -28,6 +28,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import shapely
 
+from captioning.assemble import caption_single
+from captioning.rules import negates
 from pipeline.config import BuildConfig
 from pipeline.seams import TagVisibility
 
@@ -75,7 +77,9 @@ def scan_objects(
             if key in seen:
                 continue
             seen.add(key)
-            if vis.visible_tags(t, None):
+            visible = vis.visible_tags(t, None)
+            # Absences (building=no) are not something to see: such objects never become samples.
+            if visible and (any(not negates(v) for v in visible.values()) or caption_single(visible)):
                 candidate[start + i] = True
                 g = vis.max_gsd(t)
                 if g is not None:
