@@ -139,18 +139,15 @@ def prepare_graft(inputs: GraftInputs, tiling: TilingConfig, cfg: GraftBuildConf
                 "columns": asdict(inputs.columns), "flickr": inputs.flickr, "imagery": inputs.imagery}
     fp = _fingerprint(identity)
     run_path = out / "run.json"
-    if run_path.is_file():
+    if overwrite:
+        _clear(out)
+    elif run_path.is_file():
         prev = json.loads(run_path.read_text()).get("fingerprint")
         if prev != fp:
-            if not overwrite:
-                raise OutputConflictError(
-                    f"{str(out)!r} already holds a GRAFT build made with different inputs or config (fingerprint "
-                    f"{prev} != {fp}). Pass --overwrite to start over, or choose another --out."
-                )
-            log("overwrite: removing the earlier build")
-            _clear(out)
-    elif overwrite:
-        _clear(out)
+            raise OutputConflictError(
+                f"{str(out)!r} already holds a GRAFT build made with different inputs or config (fingerprint "
+                f"{prev} != {fp}). Pass --overwrite to start over, or choose another --out."
+            )
     out.mkdir(parents=True, exist_ok=True)
     sweep_temporaries(out / "shards")
     photo_src: dict[str, Any]

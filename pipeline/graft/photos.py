@@ -23,17 +23,21 @@ import pandas as pd
 
 from pipeline.errors import BadInputError, InputFileError
 
-ID_NAMES = ("id", "photo_id", "img_id")
+# The names first; a few common spellings after them (matching ignores case, "_", "-", spaces).
+ID_NAMES = ("id", "photo_id", "img_id", "image_id", "flickr_id")
 LAT_NAMES = ("lat", "latitude")
-LON_NAMES = ("lon", "lng", "longitude")
-DATE_NAMES = ("taken", "datetaken", "date", "captured_at")
+LON_NAMES = ("lon", "lng", "longitude", "long")
+DATE_NAMES = ("taken", "datetaken", "date", "captured_at", "taken_at", "datetime", "timestamp")
 PATH_NAMES = ("path", "image_path", "file", "filename", "filepath", "image")
 URL_NAMES = ("url", "image_url", "photo_url", "url_z", "url_c", "url_m")
 INDOOR_NAMES = ("prob_indoor", "indoor", "p_indoor", "indoor_prob", "indoor_probability")
 ACCURACY_NAMES = ("accuracy",)
 
-# Epoch numbers above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973).
+# Epoch numbers above this are milliseconds (1e11 s is the year 5138; 1e11 ms is 1973); above
+# 1e14 microseconds.
 _MS_THRESHOLD = 1e11
+_US_THRESHOLD = 1e14
+_NUMERIC = re.compile(r"^[-+]?\d+(\.\d*)?([eE][-+]?\d+)?$")
 _FLICKR_FILE = re.compile(r"^(\d+)_([0-9a-f]+)_(\d+)(?:_[^.]*)?(?:\.\w+)?$")
 
 
@@ -136,7 +140,7 @@ def parse_date(value: Any) -> tuple[str | None, bool]:
         v = float(value)
         if not math.isfinite(v):
             return None, True
-        secs = v / 1000.0 if abs(v) >= _MS_THRESHOLD else v
+        secs = v / 1e6 if abs(v) >= _US_THRESHOLD else v / 1000.0 if abs(v) >= _MS_THRESHOLD else v
         try:
             return datetime.fromtimestamp(secs, UTC).strftime("%Y-%m-%dT%H:%M:%S"), True
         except (OverflowError, OSError, ValueError):
@@ -144,7 +148,7 @@ def parse_date(value: Any) -> tuple[str | None, bool]:
     text = str(value).strip()
     if not text or text.lower() in ("nan", "none", "null", "nat") or text.startswith("0000-00-00"):
         return None, True
-    if re.fullmatch(r"-?\d+(\.\d+)?", text):
+    if _NUMERIC.match(text):
         return parse_date(float(text))
     try:
         ts = pd.Timestamp(text)
@@ -196,7 +200,7 @@ def read_table(path: str | Path) -> pd.DataFrame:
             return pd.read_parquet(p)
         if suffix.endswith((".csv", ".csv.gz", ".tsv", ".txt", ".tsv.gz")):
             sep = "\t" if ".tsv" in suffix else None
-            return pd.read_csv(p, sep=sep, engine="python", dtype=str, keep_default_na=False)
+            return pd.read_csv(p, sep=sep, engine="python", dtype=str, keep_default_na=False, encoding="utf-8-sig")
     except (ValueError, OSError) as exc:
         raise InputFileError(f"cannot read photo table {str(p)!r}: {exc}") from exc
     raise BadInputError(f"photo table {str(p)!r}: unknown format {suffix or '(none)'}; use .csv, .tsv or .parquet")

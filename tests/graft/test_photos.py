@@ -15,6 +15,8 @@ def test_parse_date_forms() -> None:
     assert parse_date(1_600_000_000) == ("2020-09-13T12:26:40", True)
     assert parse_date(1_600_000_000_000) == ("2020-09-13T12:26:40", True)
     assert parse_date("1600000000000") == ("2020-09-13T12:26:40", True)
+    assert parse_date("1.6E+12") == ("2020-09-13T12:26:40", True)
+    assert parse_date(1_600_000_000_000_000) == ("2020-09-13T12:26:40", True)  # microseconds
     assert parse_date("2019-05-03 14:22:10") == ("2019-05-03T14:22:10", True)
     assert parse_date("2019-05-03T14:22:10Z") == ("2019-05-03T14:22:10", True)
     assert parse_date("2019-05-03") == ("2019-05-03T00:00:00", True)
@@ -67,3 +69,17 @@ def test_flickr_url_from_im2gps_names() -> None:
     assert flickr_url_from_filename("1000269685_e60e9cdfb4_1125_78841376@N00.jpg") == (
         "https://live.staticflickr.com/1125/1000269685_e60e9cdfb4.jpg")
     assert flickr_url_from_filename("holiday.jpg") is None
+
+
+def test_other_formats(tmp_path: Path) -> None:
+    """TSV with a BOM and spaced names; parquet with datetime64 and a missing date."""
+    p = tmp_path / "p.tsv"
+    p.write_text("\ufeffPhoto ID\tLatitude\tLong\tDate-Taken\n7\t1.5\t2.5\t2020-02-02T10:00:00+02:00\n",
+                 encoding="utf-8")
+    t = load_photo_table(p)
+    assert [(ph.photo_id, ph.lat, ph.lon, ph.date) for ph in t.photos] == [("7", 1.5, 2.5, "2020-02-02T08:00:00")]
+    q = tmp_path / "q.parquet"
+    pd.DataFrame({"img_id": ["a", "b"], "lat": [1.0, 2.0], "lng": [3.0, 4.0],
+                  "captured_at": pd.to_datetime(["2021-03-04 05:06:07", None])}).to_parquet(q)
+    t = load_photo_table(q)
+    assert [ph.date for ph in t.photos] == ["2021-03-04T05:06:07", None]
