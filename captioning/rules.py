@@ -239,7 +239,7 @@ def load_rules(folder: str | Path | None = None) -> CaptionRules:
         texts.append(path.read_text(encoding="utf-8"))
     colours = base / COLOURS_FILE
     colours_csv = colours.read_text(encoding="utf-8") if colours.is_file() else None
-    return parse_rules(*texts, origin=str(base), colours_csv=colours_csv)
+    return parse_rules(texts[0], texts[1], texts[2], origin=str(base), colours_csv=colours_csv)
 
 
 @lru_cache(maxsize=1)
@@ -248,4 +248,4 @@ def default_rules() -> CaptionRules:
     data = resources.files("captioning") / "data"
     texts = [(data / n).read_text(encoding="utf-8") for n in (PHRASES_FILE, FEATURE_KEYS_FILE, NEVER_FILE)]
     colours = (data / COLOURS_FILE).read_text(encoding="utf-8")
-    return parse_rules(*texts, origin="captioning/data", colours_csv=colours)
+    return parse_rules(texts[0], texts[1], texts[2], origin="captioning/data", colours_csv=colours)

@@ -19,7 +19,7 @@ import os
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -33,7 +33,7 @@ from captioning.assemble import caption_multi, caption_single
 from captioning.overlay import Overlay
 from pipeline import planning, runinfo
 from pipeline.chips import plan_for_source, target_geometry
-from pipeline.config import BuildConfig
+from pipeline.config import BuildConfig, ImageryConfig
 from pipeline.errors import BadInputError, SkyScriptError
 from pipeline.executors import map_shards
 from pipeline.failures import (
@@ -63,7 +63,7 @@ class BuildInputs:
     """Where things come from and go to (specs are strings so they pickle and log cleanly)."""
 
     osm: str
-    imagery: str
+    imagery: str | tuple[str, ...]  # one spec, or several (--imagery repeated): the catalog router
     out: str
     bbox: BBox | None = None
     tag_model: str | None = None  # tag classifier folder or "auto"; None: caption.unknown_tags decides
@@ -78,7 +78,7 @@ class WorkerContext:
     """
 
     out: str
-    imagery: str
+    imagery: str | tuple[str, ...]
     tag_model: str | None
     cfg: BuildConfig
     imagery_source: Any = field(default=None, compare=False)
@@ -195,7 +195,7 @@ def prepare_run(
 ) -> RunPlan:
     out = check_out(inputs.out)
     osm_source = make_osm_source(inputs.osm, cfg.osm)
-    imagery = make_imagery_source(inputs.imagery)
+    imagery = make_imagery_source(inputs.imagery, cfg.imagery)
     if inputs.tag_model is None and cfg.caption.unknown_tags == "model":
         inputs = dataclasses.replace(inputs, tag_model="auto")
     vis = load_visibility(inputs.tag_model)
@@ -273,13 +273,15 @@ def _visibility(tag_model: str | None) -> TagVisibility:
 
 
 @lru_cache(maxsize=4)
-def _imagery_from_spec(spec: str) -> ImagerySource:
-    return make_imagery_source(spec)
+def _imagery_from_spec(spec: str | tuple[str, ...], cfg: ImageryConfig) -> ImagerySource:
+    return make_imagery_source(spec, cfg)
 
 
 def _resources(ctx: WorkerContext) -> _Resources:
     """Per-process: the source handed over by the planner (else from its spec), the tag visibility."""
-    imagery = ctx.imagery_source if ctx.imagery_source is not None else _imagery_from_spec(ctx.imagery)
+    imagery = ctx.imagery_source
+    if imagery is None:
+        imagery = _imagery_from_spec(ctx.imagery, ctx.cfg.imagery)
     return _Resources(imagery=imagery, vis=_visibility(ctx.tag_model))
 
 
@@ -322,13 +324,21 @@ def empty_fraction(chip: Chip) -> float:
     return float((chip.pixels.max(axis=2) == 0).mean()) if chip.pixels.size else 1.0
 
 
-def make_pair(obj: OsmObject, overlay: Overlay, res: _Resources, cfg: BuildConfig, timers: Counter) -> Pair | Failure:
+def make_pair(
+    obj: OsmObject, overlay: Overlay, res: _Resources, cfg: BuildConfig, timers: MutableMapping[str, float]
+) -> Pair | Failure:
     """One object → a Pair, or the reason (with its code) it could not become one."""
     if not obj.ok:
         return Failure(INVALID_GEOMETRY, obj.error_message or "no usable geometry")
     t0 = time.perf_counter()
     # max_gsd lets the planner coarsen a too-large object only while it stays recognisable.
-    planned = plan_for_source(obj, res.imagery, cfg.planner, cfg.seed, max_gsd=res.vis.max_gsd(obj.tags))
+    max_gsd = res.vis.max_gsd(obj.tags)
+    choose = getattr(res.imagery, "plan", None)  # the catalog router: a collection per object
+    if callable(choose):
+        chosen = choose(obj, cfg.planner, cfg.seed, max_gsd=max_gsd)
+        planned = chosen if isinstance(chosen, Failure) else chosen[0]  # images_per_object > 1: not here yet
+    else:
+        planned = plan_for_source(obj, res.imagery, cfg.planner, cfg.seed, max_gsd=max_gsd)
     t1 = time.perf_counter()
     timers["plan"] += t1 - t0
     if isinstance(planned, Failure):
@@ -385,7 +395,7 @@ def run_shard(
             try:
                 result = make_pair(obj, overlay, res, ctx.cfg, writer.stage_seconds)
             except SkyScriptError as exc:  # per-object: imagery gaps, unreadable windows, ...
-                result = Failure(IMAGERY_ERROR, f"{type(exc).__name__}: {exc}")
+                result = Failure(getattr(exc, "code", IMAGERY_ERROR), f"{type(exc).__name__}: {exc}")
             if isinstance(result, Pair):
                 writer.add_pair(result)
             else:

@@ -223,8 +223,8 @@ def _keep_box(
     if not pad:
         return bounds
     # Points: a share of the tile (capped so the box stays smaller than the tile); polygons: of the object.
-    pad = min(cfg.margin_frac / 2.0, 0.45) * side if is_point else cfg.margin_frac / 2.0 * max(e - w, n - s)
-    return (w - pad, s - pad, e + pad, n + pad)
+    grow = min(cfg.margin_frac / 2.0, 0.45) * side if is_point else cfg.margin_frac / 2.0 * max(e - w, n - s)
+    return (w - grow, s - grow, e + grow, n + grow)
 
 
 def _request(
@@ -232,14 +232,14 @@ def _request(
 ) -> ChipRequest:
     x0, y0 = corner
     bounds = (x0, y0, x0 + px * gsd, y0 + px * gsd)
-    bbox = transformer(crs, WGS84).transform_bounds(*bounds, densify_pts=21)
+    west, south, east, north = transformer(crs, WGS84).transform_bounds(*bounds, densify_pts=21)
     return ChipRequest(
         key=obj.key,
         osm_type=obj.osm_type,
         osm_id=int(obj.osm_id),
-        bbox=tuple(float(v) for v in bbox),
+        bbox=(float(west), float(south), float(east), float(north)),
         crs=crs,
-        bounds=tuple(float(v) for v in bounds),
+        bounds=(float(bounds[0]), float(bounds[1]), float(bounds[2]), float(bounds[3])),
         width=px,
         height=px,
         gsd=float(gsd),

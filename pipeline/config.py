@@ -299,7 +299,7 @@ def redact(obj: Any) -> Any:
 def _coerce(tp: Any, value: Any, where: str) -> Any:
     """Turn a YAML value into the dataclass field's type, with errors naming the key."""
     origin = typing.get_origin(tp)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         if not isinstance(value, dict):
             raise ConfigError(f"config key {where!r} must be a mapping, got {value!r}")
         return from_dict(tp, value, where)

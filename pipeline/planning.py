@@ -7,9 +7,10 @@ numpy arrays, never a list of every :class:`OsmObject`. Workers then read only t
 so their memory does not grow with the number of objects in the build.
 
 Selection: an object is a candidate when at least one of its tags is visible from above at some
-resolution and is not an absence (``building=no``) (failed acquisition rows included, so the shard parquet accounts for them); a seeded
-subsample keeps ``max_objects``. Candidates are ordered along a Morton (Z-order) curve of their
-centre, so a shard covers a compact area: its neighbour set stays small and rasters are reused.
+resolution and is not an absence (``building=no``); failed acquisition rows are included, so the
+shard parquet accounts for them. A seeded subsample keeps ``max_objects``. Candidates are
+ordered along a Morton (Z-order) curve of their centre, so a shard covers a compact area: its
+neighbour set stays small and rasters are reused.
 
 Neighbours: a tile never extends further from its object than ``tile_px_max × max_gsd`` metres
 (the planner never picks a coarser GSD than the object's max GSD), so every object intersecting the

@@ -127,6 +127,8 @@ class Pair:
         req = self.chip.request
         w, s, e, n = req.bbox
         lon, lat = self.centre if self.centre is not None else ((w + e) / 2.0, (s + n) / 2.0)
+        olon: float | None
+        olat: float | None
         if self.object_point is not None:
             olon, olat = self.object_point
         elif self.obj.geometry is not None:

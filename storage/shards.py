@@ -11,7 +11,7 @@ import io
 import json
 import os
 import time
-from collections import Counter
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -113,7 +113,7 @@ class ShardWriter:
     index: int
     jpeg_quality: int = 90
     rows: list[dict[str, Any]] = field(default_factory=list)
-    stage_seconds: Counter = field(default_factory=Counter)
+    stage_seconds: defaultdict[str, float] = field(default_factory=lambda: defaultdict(float))
     _started: float = field(default_factory=time.perf_counter)
 
     def __post_init__(self) -> None:

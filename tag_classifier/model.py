@@ -87,6 +87,7 @@ def predict_gated(
     n = len(X)
     p = np.zeros(n)
     cls = np.zeros(n, int)
+    groups: list[tuple[np.ndarray, LinearStage, LinearStage, np.ndarray | None]]
     if base is None or P is None:
         groups = [(np.ones(n, bool), s1, s2, None)]
     else:
@@ -410,7 +411,7 @@ class TwoStageModel:
                 if getattr(st, f) is not None:
                     arrays[f"{name}_{f}"] = np.asarray(getattr(st, f))
         tmp = d / (MODEL_FILE + ".tmp.npz")
-        np.savez(tmp, **arrays)
+        np.savez(tmp, **arrays)  # type: ignore[arg-type]  # numpy's stub mistypes **kwds
         tmp.replace(d / MODEL_FILE)
         meta = {
             **{k: v for k, v in self.meta.items() if k not in ("dir", "weights_sha256")},
