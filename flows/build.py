@@ -69,7 +69,7 @@ def score_task(out: str, score_model: str) -> str:
 @task(name="filter", task_run_name="filter-top{top}")
 def filter_task(out: str, top: int) -> str:
     scoring.run_step(scoring.filter_args(out, top), get_run_logger().info)
-    return f"{out}/selections/top{top}.parquet"
+    return f"{out}/selections/top{top:02d}.parquet"
 
 
 @flow(name="build-skyscript", log_prints=True, validate_parameters=True)

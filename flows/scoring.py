@@ -2,15 +2,12 @@
 
 The seam is the command line that issue 9 fixes (``skyscript score OUT --model M [--pretrained P]``
 and ``skyscript filter OUT --top N``), not a Python module path, so the flow keeps working
-however the scorer library is laid out. Each step runs in a child process: a scorer that
-crashes (or is killed for memory) fails the task, which Prefect retries, and the scorer's
-own per-shard done markers make the retry resume instead of starting over.
+however the scorer library is laid out. A failed step fails its task, which Prefect retries;
+the scorer's own per-shard done markers make the retry resume instead of starting over.
 """
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from collections.abc import Callable
 
 STEP_COMMANDS = ("score", "filter")
@@ -52,16 +49,21 @@ def filter_args(out: str, top: int) -> list[str]:
 
 
 def run_step(args: list[str], log: Callable[[str], None]) -> None:
-    """Run ``skyscript ARGS`` in a child process; its output goes to ``log``; raise on failure."""
-    cmd = [sys.executable, "-m", "pipeline.cli", *args]
+    """Run ``skyscript ARGS`` in this process (the flow run's own process); raise on failure.
+
+    In-process rather than a child so a model registered with ``open_clip.add_model_config``
+    is seen; a served deployment already runs each flow run in a process of its own.
+    """
+    import click
+    import typer.main
+
+    from pipeline.cli import app
+
     log("running: skyscript " + " ".join(args))
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    assert proc.stdout is not None
-    tail: list[str] = []
-    for line in proc.stdout:
-        line = line.rstrip()
-        if line:
-            log(line)
-            tail = [*tail[-19:], line]
-    if proc.wait() != 0:
-        raise RuntimeError(f"skyscript {args[0]} failed (exit {proc.returncode}): {' | '.join(tail[-3:])}")
+    try:
+        typer.main.get_command(app).main(args=args, prog_name="skyscript", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        if exc.exit_code:
+            raise RuntimeError(f"skyscript {args[0]} failed (exit {exc.exit_code}); see the messages above") from None
+    except click.ClickException as exc:
+        raise RuntimeError(f"skyscript {args[0]}: {exc.format_message()}") from None
