@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
@@ -65,7 +65,3 @@ class TagVisibility(Protocol):
         """Coarsest GSD at which the object's main tag is still recognisable (None: not visible)."""
         ...
 
-
-def iter_ok(objs: Iterable[OsmObject]) -> Iterator[OsmObject]:
-    """Only objects that carry a usable geometry."""
-    return (o for o in objs if o.ok)

@@ -10,14 +10,15 @@ training it twice.
 
 from __future__ import annotations
 
-import fcntl
-import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tag_classifier.embedders import DEFAULT_EMBEDDER, default_cache_path
+from filelock import FileLock
+
+from pipeline.cache import cache_dir
+from tag_classifier.embedders import DEFAULT_EMBEDDER
 from tag_classifier.labels import LabelSet
 
 AUTO = "auto"
@@ -28,8 +29,7 @@ def default_model_dir(labels: LabelSet) -> Path:
     format, retrains on next use instead of failing on an old cached model."""
     from tag_classifier.model import FORMAT_VERSION  # numpy only; no torch or scikit-learn
 
-    root = Path(os.environ.get("SKYSCRIPT_CACHE") or default_cache_path().parent)
-    return root / "models" / f"tags-{DEFAULT_EMBEDDER}-v{FORMAT_VERSION}-{labels.sha256[:12]}"
+    return cache_dir("models") / f"tags-{DEFAULT_EMBEDDER}-v{FORMAT_VERSION}-{labels.sha256[:12]}"
 
 
 class AutoModel:
@@ -53,8 +53,7 @@ class AutoModel:
             from tag_classifier.model import META_FILE, load_model, train
 
             self.dir.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.dir.with_suffix(".lock"), "w") as lock:
-                fcntl.flock(lock, fcntl.LOCK_EX)  # one trainer; the others wait, then load
+            with FileLock(str(self.dir.with_suffix(".lock"))):  # one trainer; the others wait, then load
                 if not (self.dir / META_FILE).is_file():
                     print(f"training the default tag classifier for unlabelled tags (once, about a minute); "
                           f"cached in {self.dir}", file=sys.stderr, flush=True)

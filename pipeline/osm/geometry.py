@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import shapely
-from shapely.geometry import LineString, MultiPolygon, Point, Polygon
+from shapely.geometry import LineString, MultiPolygon, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from pipeline.geo import BBox
@@ -53,16 +51,6 @@ def as_multipolygon(geom: BaseGeometry) -> MultiPolygon:
     if isinstance(geom, Polygon):
         return MultiPolygon([geom])
     raise GeometryFailure(f"expected a polygonal geometry, got {geom.geom_type}")
-
-
-def point(lon: float, lat: float) -> Point:
-    return Point(lon, lat)
-
-
-def coords_bounds(coords: Sequence[tuple[float, float]]) -> tuple[float, float, float, float]:
-    xs = [c[0] for c in coords]
-    ys = [c[1] for c in coords]
-    return (min(xs), min(ys), max(xs), max(ys))
 
 
 def intersects_bbox(geom: BaseGeometry, bbox: BBox) -> bool:

@@ -32,8 +32,9 @@ def _npz_path() -> Path:
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("SKYSCRIPT_CACHE") or Path.home() / ".cache" / "skyscript"
-    return Path(root) / "landmask"
+    from pipeline.cache import cache_dir
+
+    return cache_dir("landmask")
 
 
 def iter_mask_rows(chunk_rows: int = 600) -> Iterator[tuple[int, np.ndarray, tuple[int, int]]]:

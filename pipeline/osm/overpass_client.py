@@ -30,8 +30,8 @@ from pipeline.errors import OsmSourceError
 from pipeline.osm.slots import EndpointSlots
 from pipeline.retry import Retryable, RetryPolicy, retry_call
 
-if TYPE_CHECKING:
-    from pipeline.osm.overpass import OverpassConfig
+if TYPE_CHECKING:  # the settings live in pipeline.config: no import circle with pipeline.osm.overpass
+    from pipeline.config import OverpassConfig
 
 RETRY_STATUS = frozenset({429, 502, 503, 504})
 _RUNTIME = re.compile(r"runtime error|timed out|out of memory", re.IGNORECASE)

@@ -83,13 +83,11 @@ def test_paper_examples_through_the_cli(fake_vis: list[FakeVisibility]) -> None:
 
 
 def test_paper_examples_with_the_real_labels() -> None:
-    pytest.importorskip("tag_classifier.visibility", reason="the visibility labels module is not installed yet")
     check_examples(run(example_lines()))
 
 
 def test_paper_examples_through_a_real_process() -> None:
     """The installed entry point end to end: real stdin/stdout pipes, real labels, exit status."""
-    pytest.importorskip("tag_classifier.visibility", reason="the visibility labels module is not installed yet")
     stdin = "".join(line + "\n" for line in example_lines()) + "not json\n"
     proc = subprocess.run(
         [sys.executable, "-m", "pipeline.cli", "caption"],
@@ -109,7 +107,6 @@ def test_paper_examples_through_a_real_process() -> None:
 
 
 def test_real_labels_hide_names_and_addresses() -> None:
-    pytest.importorskip("tag_classifier.visibility", reason="the visibility labels module is not installed yet")
     line = {
         "tags": {"building": "yes", "name": "Stockmann", "addr:street": "Aleksanterinkatu", "ref": "7"},
         "surrounding": [{"highway": "footway", "name": "Esplanadi"}],
