@@ -25,7 +25,8 @@ console = Console(stderr=True)
 @friendly_errors
 def build_command(
     out: Annotated[Path, typer.Option("--out", help="Output folder (created; re-running resumes).")],
-    imagery: Annotated[str, typer.Option("--imagery", help="Imagery source, e.g. local:DIR.")],
+    imagery: Annotated[list[str], typer.Option("--imagery", help="Imagery source: local:DIR, gee:PROJECT or "
+                                               "stac:URL; repeat it to let the catalog choose per object.")],
     osm: Annotated[
         str | None,
         typer.Option("--osm", "--source", help="OSM input: FILE (.osm.pbf/.osm/.osm.bz2/.parquet), "
@@ -55,7 +56,8 @@ def build_command(
     cfg = load_config(config, preset=preset, seed=seed, max_objects=max_objects)
     from pipeline.build import BuildInputs
 
-    inputs = BuildInputs(osm=osm, imagery=imagery, out=str(out), bbox=box, tag_model=tag_model)
+    specs: str | tuple[str, ...] = imagery[0] if len(imagery) == 1 else tuple(imagery)  # one: as before
+    inputs = BuildInputs(osm=osm, imagery=specs, out=str(out), bbox=box, tag_model=tag_model)
     if prefect:
         from flows.build import build_skyscript_flow
 

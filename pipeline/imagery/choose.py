@@ -35,6 +35,7 @@ from shapely.geometry.base import BaseGeometry
 from pipeline.chips import Footprints, plan_chip, target_geometry
 from pipeline.config import ImageryConfig, PlannerConfig
 from pipeline.errors import ConfigError
+from pipeline.failures import EDGE, INVALID_GEOMETRY, NO_IMAGERY, TOO_COARSE, TOO_LARGE, Failure, joined
 from pipeline.geo import utm_epsg
 from pipeline.imagery.georef import WGS84, transformer
 from pipeline.records import ChipRequest, OsmObject
@@ -85,11 +86,11 @@ def candidates(
     max_gsd: float | None,
     date: str | None = None,
     today: str = "9999-12-31",
-) -> tuple[list[Candidate], str]:
+) -> tuple[list[Candidate], Failure]:
     """The candidates for ``obj`` among ``pool``, and (when none) why not, naming each filter."""
     target = target_geometry(obj, seed)
     if target is None:
-        return [], obj.error_message or f"object {obj.key} has no usable geometry"
+        return [], Failure(INVALID_GEOMETRY, obj.error_message or f"object {obj.key} has no usable geometry")
     span = object_span_m(obj)
     # getattr: min_object_px is new in PlannerConfig (default 4)
     lo, hi = int(getattr(planner, "min_object_px", 4)), planner.max_object_px
@@ -110,12 +111,12 @@ def candidates(
             continue
         out.append(cand)
     if out:
-        return out, ""
+        return out, Failure(NO_IMAGERY, "")
     if not pool:
-        return [], "no imagery collection is available for the given --imagery sources"
-    parts = []
+        return [], Failure(NO_IMAGERY, "no imagery collection is available for the given --imagery sources")
     if why["coverage"] == len(pool):
-        return [], f"no imagery covers this object (none of {len(pool)} collections)"
+        return [], Failure(NO_IMAGERY, f"no imagery covers this object (none of {len(pool)} collections)")
+    parts = []
     if why["coverage"]:
         parts.append(f"{why['coverage']} do not cover it")
     if why["dates"]:
@@ -124,7 +125,9 @@ def candidates(
         parts.append(f"{why['gsd']} are coarser than its max GSD {max_gsd:.3g} m")
     if why["size"]:
         parts.append(f"{why['size']} would show it outside {lo}..{hi} px (it spans {span:.0f} m)")
-    return [], "no usable imagery collection: " + "; ".join(parts)
+    # The code says what stopped the collections that cover the object.
+    code = TOO_LARGE if why["size"] and not why["gsd"] else TOO_COARSE if why["gsd"] else NO_IMAGERY
+    return [], Failure(code, "no usable imagery collection: " + "; ".join(parts))
 
 
 def order(cands: Sequence[Candidate], policy: str, seed: int, key: str) -> list[Candidate]:
@@ -138,13 +141,13 @@ def order(cands: Sequence[Candidate], policy: str, seed: int, key: str) -> list[
     raise ConfigError(f"imagery.choose must be one of {CHOOSE_POLICIES}, got {policy!r}")
 
 
-def _crosses_edges(req: ChipRequest) -> str:
+def _crosses_edges(req: ChipRequest) -> Failure | None:
     w, s, e, n = req.bbox
     if w > e or e - w > 180.0:
-        return "the tile crosses the antimeridian (180°); objects there are not supported"
+        return Failure(EDGE, "the tile crosses the antimeridian (180°); objects there are not supported")
     if n >= POLE_LAT or s <= -POLE_LAT:
-        return f"the tile reaches within {90 - POLE_LAT:g}° of a pole; objects there are not supported"
-    return ""
+        return Failure(EDGE, f"the tile reaches within {90 - POLE_LAT:g}° of a pole; objects there are not supported")
+    return None
 
 
 def suffixed(key: str, i: int) -> str:
@@ -163,7 +166,7 @@ def plan_object(
     date: str | None = None,
     today: str = "9999-12-31",
     footprints: Footprints | None = None,
-) -> list[ChipRequest] | str:
+) -> list[ChipRequest] | Failure:
     """Up to ``images_per_object`` requests from distinct collections, or why there are none."""
     if imagery.images_per_object < 1:
         raise ConfigError(f"imagery.images_per_object must be >= 1, got {imagery.images_per_object}")
@@ -171,22 +174,23 @@ def plan_object(
     if not cands:
         return why
     out: list[ChipRequest] = []
-    reasons: list[str] = []
+    reasons: list[Failure] = []
     for cand in order(cands, imagery.choose, seed, obj.key):
         cov = Coverage(cand.collection, cand.image_id, cand.gsd, "", None)
         fps = footprints if cand.image_id else None  # local rasters: keep the tile inside the file
         planned = plan_chip(obj, [cov], planner, seed, fps, source_name=cand.source, max_gsd=max_gsd)
-        if isinstance(planned, str):
-            reasons.append(f"{cand.collection}: {planned.removeprefix(': ')}")
+        if isinstance(planned, str):  # a Failure
+            reasons.append(Failure(getattr(planned, "code", NO_IMAGERY),
+                                   f"{cand.collection}: {planned.removeprefix(': ')}"))
             continue
         edge = _crosses_edges(planned)
-        if edge:
+        if edge is not None:
             return edge
         key = suffixed(obj.key, len(out))
         out.append(_with(planned, key=key, source=cand.source, date=date))
         if len(out) >= imagery.images_per_object:
             break
-    return out if out else "; ".join(reasons)
+    return out if out else joined(reasons)
 
 
 def _with(req: ChipRequest, *, key: str, source: str, date: str | None) -> ChipRequest:

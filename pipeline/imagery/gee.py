@@ -38,7 +38,7 @@ from pipeline.cache import cache_dir
 from pipeline.config import ImageryConfig
 from pipeline.errors import BadInputError, ImageryError
 from pipeline.imagery.catalog import CatalogEntry
-from pipeline.imagery.remote import Scene, check_empty, linear_uint8, order_scenes
+from pipeline.imagery.remote import NO_IMAGERY, Scene, check_empty, imagery_error, linear_uint8, order_scenes
 from pipeline.imagery.slots import RequestSlots
 from pipeline.records import Chip, ChipRequest
 from pipeline.retry import Retryable, RetryPolicy, retry_call
@@ -229,7 +229,7 @@ class GeeSource:
             raise ImageryError(f"collection {request.collection!r} is not an Earth Engine catalog entry")
         scenes = self.scenes(entry, request.bbox, request.date)
         if not scenes:
-            raise ImageryError(
+            raise imagery_error(NO_IMAGERY,
                 f"no_imagery: no {entry.id} image covers {request.key!r} within dates {list(entry.dates)}"
                 + (f" and {entry.cloud_property} <= {entry.max_cloud:g}" if entry.max_cloud is not None else ""))
         used = scenes[:MOSAIC_SCENES] if entry.type == "ImageCollection" else scenes[:1]

@@ -10,6 +10,17 @@ from dataclasses import dataclass
 import numpy as np
 
 from pipeline.errors import ImageryError
+from pipeline.failures import IMAGERY_ERROR, NO_IMAGERY, NODATA
+
+
+def imagery_error(code: str, message: str) -> ImageryError:
+    """An :class:`ImageryError` carrying the failed row's ``error_code`` (``exc.code``)."""
+    exc = ImageryError(message)
+    exc.code = code  # type: ignore[attr-defined]
+    return exc
+
+
+__all__ = ["IMAGERY_ERROR", "NODATA", "NO_IMAGERY", "imagery_error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +72,7 @@ def check_empty(data: np.ndarray, max_frac: float, key: str, where: str) -> floa
     """The empty share of a (3, H, W) chip; raises when it is above ``max_frac``."""
     frac = float((~np.isfinite(data).all(axis=0)).mean())
     if frac > max_frac:
-        raise ImageryError(
-            f"nodata: {frac:.0%} of chip {key!r} is empty in {where} (imagery.max_nodata_frac {max_frac:g})"
+        raise imagery_error(
+            NODATA, f"nodata: {frac:.0%} of chip {key!r} is empty in {where} (imagery.max_nodata_frac {max_frac:g})"
         )
     return frac

@@ -131,6 +131,19 @@ class ImageryRouter:
             "images_per_object": self.cfg.images_per_object,
         }
 
+    def identity(self) -> dict[str, Any]:
+        """What decides the chips (hashed into a build's fingerprint): sources by content, collections."""
+        from pipeline.identity import source_identity
+
+        return {
+            "kind": self.name,
+            "local": [source_identity(src) for _n, src in self.locals],
+            "remote": [str(s) for s in self.specs if s.scheme != "local"],
+            "collections": [self.entries[c.collection].describe() for c in self.pool],
+            "choose": self.cfg.choose,
+            "images_per_object": self.cfg.images_per_object,
+        }
+
     def coverage(self, geometry: BaseGeometry) -> list[Coverage]:
         out = [Coverage(c.collection, "", c.gsd, "", None) for c in self.pool
                if c.coverage is None or c.coverage.covers(geometry)]

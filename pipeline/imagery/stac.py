@@ -28,7 +28,7 @@ from pipeline.cache import cache_dir
 from pipeline.errors import BadInputError, ImageryError
 from pipeline.imagery.catalog import PC_SIGN_URL, CatalogEntry
 from pipeline.imagery.http import HttpPolicy, gdal_env, make_retry
-from pipeline.imagery.remote import Scene, check_empty, linear_uint8, order_scenes
+from pipeline.imagery.remote import NO_IMAGERY, Scene, check_empty, imagery_error, linear_uint8, order_scenes
 from pipeline.records import Chip, ChipRequest
 from pipeline.seams import Coverage
 
@@ -99,7 +99,7 @@ class StacSource:
             raise ImageryError(f"collection {request.collection!r} is not served by stac:{self.url}")
         scenes, items = self.search(entry, request.bbox, request.date)
         if not scenes:
-            raise ImageryError(
+            raise imagery_error(NO_IMAGERY,
                 f"no_imagery: no {entry.id} item covers {request.key!r} within dates {list(entry.dates)}"
                 + (f" and {entry.cloud_property} <= {entry.max_cloud:g}" if entry.max_cloud is not None else "")
             )

@@ -260,9 +260,11 @@ def test_make_imagery_source_specs(folder: Path) -> None:
     for spec in (f"local:{folder}", str(folder)):
         src = make_imagery_source(spec)
         assert isinstance(src, LocalRasterSource) and src.root == folder.resolve()
-    for spec in ("stac:https://earth-search.aws.element84.com/v1", "gee:COPERNICUS/S2"):
-        with pytest.raises(BadInputError, match="not implemented yet"):
-            make_imagery_source(spec)
+    # stac:/gee: go through the catalog router (tests/imagery/test_catalog_choose.py); a collection
+    # id is not a project id.
+    assert make_imagery_source("stac:https://earth-search.aws.element84.com/v1").name == "router"
+    with pytest.raises(BadInputError, match="project id"):
+        make_imagery_source("gee:COPERNICUS/S2")
     with pytest.raises(BadInputError, match="unknown scheme 's3'"):
         make_imagery_source("s3://bucket/key")
     with pytest.raises(BadInputError):
