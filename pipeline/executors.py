@@ -7,6 +7,7 @@ img2dataset's distributor does, so this module imports no stage code.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -37,6 +38,32 @@ def connect(address: str, timeout_s: float = 10.0) -> Any:
             f"executor dask:{address}: no Dask scheduler answers there ({type(exc).__name__}); start one with "
             "`dask scheduler` and pass its address, e.g. dask:tcp://127.0.0.1:8786"
         ) from None
+
+
+def current_dask_worker() -> Any | None:
+    """The Dask worker of this process, or None (never imports distributed itself).
+
+    Not ``distributed.get_worker()``: that only answers in the task's own thread, and sources
+    query from thread pools of their own.
+    """
+    if "distributed" not in sys.modules:  # a Dask worker process has it loaded already
+        return None
+    from distributed import Worker
+
+    running = [w for w in list(Worker._instances) if w.status.name == "running"]
+    return running[0] if running else None
+
+
+def cluster_semaphore(worker: Any, name: str, limit: int) -> Any:
+    """The cluster-wide ``distributed.Semaphore`` ``name`` with ``limit`` leases, bound to ``worker``.
+
+    The scheduler keeps the leases, so the limit holds across every worker of the cluster, and a
+    dead worker's lease expires with it (``distributed.scheduler.locks.lease-timeout``). Works from
+    any thread of the worker's process.
+    """
+    from distributed import Semaphore
+
+    return Semaphore(max_leases=limit, name=name, scheduler_rpc=worker.scheduler, loop=worker.loop)
 
 
 class ShardWorker(Protocol):

@@ -27,10 +27,24 @@ class RequestSlots:
         self.paths = [Path(folder) / f"{tag}.{i}.lock" for i in range(limit)]
         self.folder = Path(folder)
         self.poll_s = poll_s
+        self.cluster_name = f"skyscript-requests-{tag}"  # on a Dask worker: one limit for the whole cluster
 
     @contextmanager
     def hold(self, max_wait_s: float = 3600.0) -> Iterator[int]:
-        """Hold one slot for the duration of the block; yields its number."""
+        """Hold one slot for the duration of the block; yields its number (-1: a cluster-wide lease)."""
+        from pipeline.executors import cluster_semaphore, current_dask_worker
+
+        worker = current_dask_worker()
+        if worker is not None:
+            sem = cluster_semaphore(worker, self.cluster_name, len(self.paths))
+            if not sem.acquire(timeout=max_wait_s):
+                raise ImageryError(f"no free request slot after {max_wait_s:.0f} s: other Dask workers hold all "
+                                   f"{len(self.paths)} (imagery.gee.max_concurrent)")
+            try:
+                yield -1
+            finally:
+                sem.release()
+            return
         self.folder.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + max_wait_s
         start = hash(time.perf_counter_ns()) % len(self.paths)  # spread first tries over the files

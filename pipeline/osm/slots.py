@@ -14,17 +14,16 @@ from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 from filelock import FileLock, Timeout
 
 from pipeline.errors import OsmSourceError
+from pipeline.executors import cluster_semaphore, current_dask_worker
 
 
 def default_slot_dir() -> Path:
@@ -33,37 +32,6 @@ def default_slot_dir() -> Path:
 
 def endpoint_tag(endpoint: str) -> str:
     return hashlib.sha256(endpoint.encode()).hexdigest()[:16]
-
-
-def current_dask_worker() -> Any | None:
-    """The Dask worker of this process, or None (never imports distributed itself).
-
-    Not ``distributed.get_worker()``: that only answers in the task's own thread, and the
-    Overpass source queries from a thread pool of its own.
-    """
-    if "distributed" not in sys.modules:  # a Dask worker process has it loaded already
-        return None
-    from distributed import Worker
-
-    running = [w for w in list(Worker._instances) if w.status.name == "running"]
-    return running[0] if running else None
-
-
-@contextmanager
-def cluster_slot(worker: Any, name: str, limit: int, max_wait_s: float, what: str) -> Iterator[int]:
-    """Hold one of ``limit`` leases of the cluster-wide semaphore ``name`` kept by the scheduler."""
-    from distributed import Semaphore
-
-    sem = Semaphore(max_leases=limit, name=name, scheduler_rpc=worker.scheduler, loop=worker.loop)
-    if not sem.acquire(timeout=max_wait_s):
-        raise OsmSourceError(
-            f"no free cluster slot for {what} after {max_wait_s:.0f} s: other workers hold all {limit}; "
-            "wait for them or raise overpass slots_per_endpoint"
-        )
-    try:
-        yield -1  # leases carry no number
-    finally:
-        sem.release()
 
 
 class EndpointSlots:
@@ -95,9 +63,16 @@ class EndpointSlots:
         if self.cluster and worker is None:
             raise OsmSourceError(f"cluster-wide slots for {endpoint} need a Dask worker; none runs here")
         if worker is not None:
-            name = f"skyscript-slots-{endpoint_tag(endpoint)}"
-            with cluster_slot(worker, name, self.limit, max_wait_s, endpoint) as i:
-                yield i
+            sem = cluster_semaphore(worker, f"skyscript-slots-{endpoint_tag(endpoint)}", self.limit)
+            if not sem.acquire(timeout=max_wait_s):
+                raise OsmSourceError(
+                    f"no free cluster slot for {endpoint} after {max_wait_s:.0f} s: other workers hold all "
+                    f"{self.limit}; wait for them or raise overpass slots_per_endpoint"
+                )
+            try:
+                yield -1  # cluster leases carry no number
+            finally:
+                sem.release()
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         deadline = time.monotonic() + max_wait_s

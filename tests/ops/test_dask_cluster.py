@@ -119,3 +119,29 @@ def test_unreachable_scheduler_is_one_line(ops_area: FakeArea, tmp_path: Path) -
     assert res.returncode == 2, res.stderr[-2000:]
     assert "no Dask scheduler answers" in res.stderr and "Traceback" not in res.stderr
     assert time.monotonic() - t0 < 100
+
+
+def hold_request_slots(folder: str, n: int) -> list[tuple[float, float]]:
+    """Run on a Dask worker: ``n`` threads each hold an Earth Engine request slot for 0.2 s."""
+    from pipeline.imagery.slots import RequestSlots
+
+    slots = RequestSlots(Path(folder), "http://ee.fixture/api", limit=2)
+
+    def one(_: int) -> tuple[float, float]:
+        with slots.hold(max_wait_s=60):
+            start = time.time()
+            time.sleep(0.2)
+            return start, time.time()
+
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(one, range(n)))
+
+
+def test_earth_engine_request_slots_hold_across_the_cluster(cluster: str, tmp_path: Path) -> None:
+    from dask.distributed import Client
+
+    with Client(cluster, timeout="60s") as client:
+        futures = [client.submit(hold_request_slots, str(tmp_path / f"ee{i}"), 2, pure=False) for i in range(4)]
+        spans = [s for f in futures for s in f.result()]
+    assert len(spans) == 8
+    assert max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans) <= 2
