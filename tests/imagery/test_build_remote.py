@@ -112,3 +112,27 @@ def test_stac_url_without_catalog_entry_is_a_startup_error(area, tmp_path: Path)
         build(BuildInputs(osm=str(fake.osm), imagery="stac:http://127.0.0.1:9/x", out=str(tmp_path / "o")), cfg,
               log=lambda m: None)
     assert not (tmp_path / "o" / "shards").exists()
+
+
+def test_cli_build_repeatable_imagery(area, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    fake, cog = area
+    monkeypatch.setenv("SKYSCRIPT_CACHE", str(tmp_path / "cache"))
+    for var in ("SKYSCRIPT_EE_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no stored `earthengine authenticate` credentials either
+    with StacServer([Scene("ortho-1", "ortho", "2023-01-05T09:00:00Z", {"visual": cog})]) as srv:
+        cfg = _config(tmp_path, fake)
+        out = tmp_path / "out"
+        res = CliRunner().invoke(app, ["build", "--osm", str(fake.osm), "--imagery", f"stac:{srv.url}",
+                                       "--imagery", "gee:my-project", "--out", str(out), "--config", str(cfg),
+                                       "--preset", "tiny"])
+        # gee:my-project needs credentials at start-up: a one-line error, nothing written.
+        assert res.exit_code == 2 and "Earth Engine" in res.output and "Traceback" not in res.output
+        res = CliRunner().invoke(app, ["build", "--osm", str(fake.osm), "--imagery", f"stac:{srv.url}",
+                                       "--out", str(out), "--config", str(cfg), "--preset", "tiny"])
+        assert res.exit_code == 0, res.output
+        assert json.loads((out / "run.json").read_text())["inputs"]["imagery"] == f"stac:{srv.url}"
