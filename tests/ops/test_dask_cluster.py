@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -145,3 +146,50 @@ def test_earth_engine_request_slots_hold_across_the_cluster(cluster: str, tmp_pa
         spans = [s for f in futures for s in f.result()]
     assert len(spans) == 8
     assert max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans) <= 2
+
+
+def dies_mid_shard(task: Any, ctx: Any, on_object: Any = None) -> dict[str, Any]:
+    """Shard worker whose process dies after two objects of shard 1, the first time only."""
+    import os
+
+    from pipeline.build import run_shard
+
+    marker = Path(ctx.out).parent / "died-once"
+    if task.index == 1 and not marker.exists():
+        marker.write_text("x")
+        seen = [0]
+
+        def die_after_two() -> None:
+            seen[0] += 1
+            if seen[0] == 2:
+                os._exit(1)  # the whole worker process, mid-shard, no clean-up
+
+        return run_shard(task, ctx, die_after_two)
+    return run_shard(task, ctx, on_object)
+
+
+def test_worker_dying_mid_shard_is_retried_without_partial_shards(
+    cluster: str, ops_area: FakeArea, tmp_path: Path
+) -> None:
+    from pipeline.build import finish_run, prepare_run
+    from pipeline.executors import map_shards
+
+    cfg_file = tmp_path / "small.yaml"
+    cfg_file.write_text("shards:\n  shard_size: 3\n")
+    cfg = load_config(cfg_file, preset="tiny", max_objects=9)
+    inputs = {"osm": str(ops_area.osm), "imagery": f"local:{ops_area.imagery_dir}"}
+    clean = tmp_path / "clean" / "out"
+    build(BuildInputs(**inputs, out=str(clean)), cfg, log=lambda _m: None)
+    out = tmp_path / "dying" / "out"
+    plan = prepare_run(BuildInputs(**inputs, out=str(out)), cfg, log=lambda _m: None)
+    map_shards(dies_mid_shard, plan.pending, plan.context, executor=f"dask:{cluster}")
+    assert (out.parent / "died-once").exists()
+    assert finish_run(plan)["shards_done"] == 3
+    a = {s["key"]: s for s in sh.iter_samples(clean / "shards")}
+    b = {s["key"]: s for s in sh.iter_samples(out / "shards")}
+    assert a.keys() == b.keys() and all(a[k]["jpg"] == b[k]["jpg"] for k in a)
+    keys = [r["key"] for r in sh.read_rows(out / "shards").to_pylist()]
+    assert len(keys) == len(set(keys)) == 9
+    # Whatever the dead process left is a temporary, never a shard that looks finished.
+    assert all(sh.TMP_MARK in p.name for p in (out / "shards").iterdir()
+               if not any(p.name.startswith(f"{i:05d}") for i in range(3)))
