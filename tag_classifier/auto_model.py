@@ -27,7 +27,7 @@ AUTO = "auto"
 def default_model_dir(labels: LabelSet) -> Path:
     """One folder per (embedder, model format, labels file): editing the labels, or a new model
     format, retrains on next use instead of failing on an old cached model."""
-    from tag_classifier.model import FORMAT_VERSION  # numpy only; no torch or scikit-learn
+    from tag_classifier.persistence import FORMAT_VERSION  # numpy only; no torch or scikit-learn
 
     return cache_dir("models") / f"tags-{DEFAULT_EMBEDDER}-v{FORMAT_VERSION}-{labels.sha256[:12]}"
 
@@ -42,7 +42,7 @@ class AutoModel:
 
     def describe(self) -> dict[str, Any]:
         # Known before any training, so a build's fingerprint does not depend on whether it ran.
-        from tag_classifier.model import FORMAT_VERSION
+        from tag_classifier.persistence import FORMAT_VERSION
 
         # The auto model is a pure function of (embedder, model format, labels): those identify it.
         return {"kind": AUTO, "embedder": DEFAULT_EMBEDDER, "format": FORMAT_VERSION,

@@ -41,7 +41,7 @@ def _inputs(area: FakeArea, out: Path, imagery: Path | None = None, osm: str | N
     return BuildInputs(osm=osm or str(area.osm), imagery=f"local:{imagery or area.imagery_dir}", out=str(out))
 
 
-def _tiny(**shards: int):  # noqa: ANN202 - BuildConfig
+def _tiny(**shards: int):
     cfg = load_config(preset="tiny")
     return cfg.replace(shards=dataclasses.replace(cfg.shards, **shards)) if shards else cfg
 
@@ -100,7 +100,7 @@ def test_locations_are_chip_centre_and_a_point_on_the_object(area: FakeArea, tmp
         geom = objects[key]
         assert geom.distance(Point(m["object_lon"], m["object_lat"])) < 1e-9, key
         assert tile.buffer(1e-9).contains(Point(m["object_lon"], m["object_lat"])), key
-        x0, y0, x1, y1 = m["bounds"]
+        x0, _y0, _x1, y1 = m["bounds"]
         assert m["transform"] == [m["gsd"], 0.0, x0, 0.0, -m["gsd"], y1]
 
 
@@ -136,7 +136,7 @@ def test_changed_tag_model_format_or_labels_is_refused_naming_it(
     cfg = _tiny(shard_size=4)
     plan = prepare_run(_inputs(area, out), cfg, log=_quiet)
     run_shard(plan.tasks[0], plan.context)
-    import tag_classifier.model as model_mod
+    import tag_classifier.persistence as model_mod
 
     monkeypatch.setattr(model_mod, "FORMAT_VERSION", model_mod.FORMAT_VERSION + 1)
     with pytest.raises(OutputConflictError, match=r"visibility\.model\.format"):
