@@ -43,6 +43,7 @@ def sample_command(
     ] = 10_000,
     shard_size: Annotated[int, typer.Option("--shard-size", help="Patches per shard (the unit of resume).")] = 1000,
     max_tries: Annotated[int, typer.Option("--max-tries", help="Draws per patch before it is a failed row.")] = 20,
+    workers: Annotated[int, typer.Option("--workers", help="Threads drawing samples (same output for any value).")] = 4,
     max_empty: Annotated[
         float,
         typer.Option(
@@ -70,7 +71,7 @@ def sample_command(
         max_empty=max_empty,
     )
     source = open_source(imagery, collection=collection, max_scenes=max_scenes)
-    result = sample(cfg, source, out, progress=True)
+    result = sample(cfg, source, out, progress=True, workers=workers)
     w = result["written"]
     err_console.print(
         f"{w.get('ok', 0)} patches written, {w.get('failed', 0)} failed rows"

@@ -9,7 +9,7 @@ redone alone — which is what makes shards resumable and runs reproducible.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
+import threading
 
 import numpy as np
 import shapely
@@ -53,14 +53,26 @@ def draw_point(
     )
 
 
-@lru_cache(maxsize=64)
+_local = threading.local()
+
+
+def _transformer(src: str, dst: str) -> Transformer:
+    """Cached per thread: the sampler's worker threads never share a PROJ context."""
+    cache = getattr(_local, "cache", None)
+    if cache is None:
+        cache = _local.cache = {}
+    key = (src, dst)
+    if key not in cache:
+        cache[key] = Transformer.from_crs(src, dst, always_xy=True)
+    return cache[key]
+
+
 def _to_crs(crs: str) -> Transformer:
-    return Transformer.from_crs("EPSG:4326", crs, always_xy=True)
+    return _transformer("EPSG:4326", crs)
 
 
-@lru_cache(maxsize=64)
 def _to_lonlat(crs: str) -> Transformer:
-    return Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    return _transformer(crs, "EPSG:4326")
 
 
 def window_at(scene: Scene, lon: float, lat: float, size: int) -> tuple[int, int]:

@@ -66,6 +66,23 @@ class Attempt:
     message: str
 
 
+@dataclass
+class Outcome:
+    row: dict[str, Any]
+    tif: bytes | None
+    rejected: Counter
+    failure: Attempt | None = None
+
+
+def write(shard: PatchShard, outcome: Outcome) -> None:
+    shard.rejected.update(outcome.rejected)
+    if outcome.tif is not None:
+        shard.add_patch(outcome.row, outcome.tif)
+    else:
+        assert outcome.failure is not None
+        shard.add_failure(outcome.row, outcome.failure.code, outcome.failure.message)
+
+
 class Sampler:
     """Draws and writes samples; ``source`` is any :class:`SceneSource`."""
 
@@ -93,29 +110,34 @@ class Sampler:
                     "no scene matches the region, date and cloud filters (--by scene needs at least one)"
                 )
 
-    def sample(self, index: int, shard: PatchShard) -> None:
+    def draw(self, index: int, shard_index: int) -> Outcome:
+        """Sample ``index`` alone (thread-safe, deterministic): a patch or a failure, and the rejections."""
         cfg = self.cfg
         rng = np.random.default_rng([cfg.seed, index])
         base: dict[str, Any] = {
             "key": patch_name(index),
             "index": index,
-            "shard": shard.shard,
+            "shard": shard_index,
             "fn": f"{patch_name(index)}.tif",
         }
+        rejected: Counter = Counter()
         last = Attempt("no_imagery", "no draw made")
         for tries in range(1, cfg.max_tries + 1):
             got = self._try(rng)
             if isinstance(got, Attempt):
                 last = got
-                shard.rejected[got.code] += 1
+                rejected[got.code] += 1
                 continue
             scene, col_off, row_off, pixels, empty, zero = got
             lon, lat = draw.window_centre(scene, col_off, row_off, cfg.size)
             tif = encode_patch(pixels, scene, col_off, row_off, provenance_tags(scene, lon, lat, col_off, row_off))
             row = {**base, **_scene_row(scene), "lon": lon, "lat": lat, "col_off": col_off, "row_off": row_off}
-            shard.add_patch({**row, "empty_fraction": empty, "zero_fraction": zero, "tries": tries}, tif)
-            return
-        shard.add_failure({**base, "tries": cfg.max_tries}, last.code, f"{last.message} (after {cfg.max_tries} tries)")
+            return Outcome({**row, "empty_fraction": empty, "zero_fraction": zero, "tries": tries}, tif, rejected)
+        failure = Attempt(last.code, f"{last.message} (after {cfg.max_tries} tries)")
+        return Outcome({**base, "tries": cfg.max_tries}, None, rejected, failure)
+
+    def sample(self, index: int, shard: PatchShard) -> None:
+        write(shard, self.draw(index, shard.shard))
 
     def _try(self, rng: np.random.Generator) -> Attempt | tuple[Scene, int, int, np.ndarray, float, float]:
         cfg, size = self.cfg, self.cfg.size
@@ -186,9 +208,23 @@ def check_output(out: Path, cfg: SampleConfig, source: SceneSource) -> None:
 
 
 def sample(
-    cfg: SampleConfig, source: SceneSource, out: str | Path, land: LandMask | None = None, progress: bool = False
+    cfg: SampleConfig,
+    source: SceneSource,
+    out: str | Path,
+    land: LandMask | None = None,
+    progress: bool = False,
+    workers: int = 1,
 ) -> dict[str, Any]:
-    """Run (or resume) the sampling into ``out``; returns totals. Done shards are skipped."""
+    """Run (or resume) the sampling into ``out``; returns totals. Done shards are skipped.
+
+    ``workers`` threads draw a shard's samples concurrently (reads and COG encoding release
+    the GIL; over HTTP most time is waiting); they are written in index order, so the output
+    is the same bytes for any ``workers``.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    if workers < 1:
+        raise BadInputError(f"--workers must be at least 1, got {workers}")
     out = Path(out)
     check_output(out, cfg, source)
     sampler = Sampler(cfg, source, land)
@@ -197,13 +233,13 @@ def sample(
     todo = [s for s in range(cfg.n_shards()) if not is_done(out / "shards", s)]
     totals["skipped_shards"] = cfg.n_shards() - len(todo)
     bar = _progress(progress)
-    with bar:
-        task = bar.add_task("sampling patches", total=sum(_shard_range(cfg, s).__len__() for s in todo))
+    with bar, ThreadPoolExecutor(max_workers=workers) as pool:
+        task = bar.add_task("sampling patches", total=sum(len(_shard_range(cfg, s)) for s in todo))
         for s in todo:
             shard = PatchShard(out, s)
             try:
-                for i in _shard_range(cfg, s):
-                    sampler.sample(i, shard)
+                for outcome in pool.map(lambda i, s=s: sampler.draw(i, s), _shard_range(cfg, s)):
+                    write(shard, outcome)
                     bar.advance(task)
             except BaseException:
                 shard.abort()

@@ -83,6 +83,11 @@ def test_deterministic_and_resumable(scenes: Path, tmp_path: Path) -> None:
     assert (a / "index.csv").read_bytes() == (b / "index.csv").read_bytes()
     for i in range(5):
         assert (a / "images" / f"patch_{i}.tif").read_bytes() == (b / "images" / f"patch_{i}.tif").read_bytes()
+    # threads draw concurrently but write in order: the same bytes
+    d = tmp_path / "d"
+    sample(cfg, LocalScenes(scenes), d, workers=3)
+    assert (a / "index.csv").read_bytes() == (d / "index.csv").read_bytes()
+    assert (a / "shards" / "00001.tar").read_bytes() == (d / "shards" / "00001.tar").read_bytes()
     # kill shard 1 (no done marker) and a patch of it: the rerun redoes exactly that shard
     (a / "shards" / "00001_stats.json").unlink()
     (a / "images" / "patch_3.tif").unlink()

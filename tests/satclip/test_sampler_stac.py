@@ -63,7 +63,7 @@ def test_stac_sampler_pixels_filters_retries(tmp_path: Path) -> None:
         _bind(state, url)
         out = tmp_path / "out"
         cfg = SampleConfig(n=4, seed=5, by="scene", shard_size=10)
-        result = sample(cfg, StacScenes(url, backoff=0.0), out)
+        result = sample(cfg, StacScenes(url, backoff=0.0), out, workers=3)
     assert state.hits["search"] == 3
     assert result["written"]["ok"] == 4
     rows = _index(out)
@@ -113,7 +113,7 @@ def test_stac_land_mode_searches_at_the_point(tmp_path: Path) -> None:
         _bind(state, url)
         out = tmp_path / "out"
         cfg = SampleConfig(n=3, seed=1, by="land", region=(w, s, e, n))
-        result = sample(cfg, StacScenes(url), out)
+        result = sample(cfg, StacScenes(url), out, workers=2)
     assert result["written"]["ok"] == 3
     for r in _index(out):
         assert r["scene_id"] == "S0" and w <= float(r["lon"]) <= e and s <= float(r["lat"]) <= n
