@@ -13,6 +13,7 @@ With local folders only, planning is exactly the single-source planner of
 
 from __future__ import annotations
 
+import datetime as _dt
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -176,7 +177,9 @@ class ImageryRouter:
             for name, src in self.locals:
                 for cov in src.coverage(target)[:1]:  # the finest covering raster of each folder
                     pool.append(Candidate(name, "local", cov.native_gsd, None, (None, None), cov.image_id, -1))
-        return plan_object(obj, pool, planner, self.cfg, seed, max_gsd=max_gsd, date=date, footprints=self.footprint)
+        today = _dt.date.today().isoformat()  # a collection starting in the future has no image yet
+        return plan_object(obj, pool, planner, self.cfg, seed, max_gsd=max_gsd, date=date, today=today,
+                           footprints=self.footprint)
 
     def read(self, request: ChipRequest) -> Chip:
         src = self.sources.get(request.collection)

@@ -175,3 +175,25 @@ def test_max_concurrent_holds_across_processes(server, tmp_path) -> None:
     assert sorted(q.get(timeout=5) for _ in procs) == [6, 6, 6]
     assert server.hits["pixels"] == 18
     assert server.max_in_flight == 2  # reached, never exceeded, by 3 processes x 4 threads
+
+
+def test_hung_request_times_out_and_is_retried(server, files, tmp_path) -> None:
+    import pipeline.imagery.gee as gee
+
+    server.hang_s = 1.5
+    src = _source(server, tmp_path)
+    gee._INITIALISED["http"].timeout_s = 0.4  # the process's transport: a short read timeout
+    server.inject("pixels", ["hang"])
+    chip = src.read(request("w9", 3, 3, 32, "users/me/drone"))
+    assert np.array_equal(chip.pixels, direct(files["a"], 3, 3, 32)) and server.hits["pixels"] == 2
+
+
+def test_router_with_gee_pickles(server, tmp_path) -> None:
+    import pickle
+
+    from pipeline.imagery.router import ImageryRouter
+
+    cat = load_catalog(catalog_file(tmp_path, CATALOG))
+    router = ImageryRouter(["gee:my-project"], ImageryConfig(gee=GeeConfig(url=server.url)), catalog=cat)
+    clone = pickle.loads(pickle.dumps(router))
+    assert clone.read(request("w10", 0, 0, 32, "users/me/drone")).source == "gee"

@@ -152,3 +152,39 @@ def test_planetary_computer_style_signing(scenes: dict[str, Path], tmp_path: Pat
         chip = StacSource(srv.url, cat.for_source("stac"), policy=FAST).read(request("w9", 0, 0, 64, "fixture/rgb"))
         assert np.array_equal(chip.pixels, direct(scenes["a"], 0, 0, 64))
         assert srv.hits["token"] == 1
+
+
+def test_hung_search_times_out_and_is_retried(server: StacServer, tmp_path: Path) -> None:
+    server.hang_s = 1.5
+    src = _source(server, tmp_path)
+    src.policy = HttpPolicy(attempts=3, backoff_s=0.01, read_timeout_s=0.4)
+    src._client()
+    server.inject("search", ["hang"])
+    chip = src.read(request("w10", 0, 0, 64, "fixture/rgb"))
+    assert chip.image_id == "a" and server.hits["search"] == 2
+
+
+def test_cog_503_is_retried_by_gdal(server: StacServer, scenes: dict[str, Path], tmp_path: Path) -> None:
+    src = _source(server, tmp_path)
+    server.inject("files", ["503"])
+    chip = src.read(request("w11", 30, 30, 64, "fixture/rgb"))
+    assert np.array_equal(chip.pixels, direct(scenes["a"], 30, 30, 64))
+
+
+def test_source_pickles_for_dask_workers(server: StacServer, scenes: dict[str, Path], tmp_path: Path) -> None:
+    import pickle
+
+    src = _source(server, tmp_path)
+    src.read(request("w12", 0, 0, 32, "fixture/rgb"))
+    clone = pickle.loads(pickle.dumps(src))
+    assert np.array_equal(clone.read(request("w13", 8, 8, 32, "fixture/rgb")).pixels, direct(scenes["a"], 8, 8, 32))
+
+
+def test_closest_to_date_order() -> None:
+    from pipeline.imagery.remote import Scene as S
+    from pipeline.imagery.remote import order_scenes
+
+    scenes = [S("x", "2020-01-01T00:00:00Z"), S("y", "2021-06-01T00:00:00Z"), S("z", "2022-01-01T00:00:00Z", 3.0)]
+    assert [s.id for s in order_scenes(scenes, "closest-to-date", "2021-05-01")] == ["y", "z", "x"]
+    assert [s.id for s in order_scenes(scenes, "most-recent")] == ["z", "y", "x"]
+    assert [s.id for s in order_scenes(scenes, "least-cloudy")][0] == "z"
