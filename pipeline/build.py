@@ -158,7 +158,9 @@ def _acquire(osm_source: Any, inputs: BuildInputs, path: Path, on_acquired: Call
     return n
 
 
-def make_plan(out: Path, cfg: BuildConfig, vis: TagVisibility, inputs: BuildInputs) -> list[tuple[str, ...]]:
+def make_plan(
+    out: Path, cfg: BuildConfig, vis: TagVisibility, inputs: BuildInputs, source_gsd: float | None = None
+) -> list[tuple[str, ...]]:
     """Select, order and shard the samples; write each shard's inputs, then the index (last)."""
     scan = planning.scan_objects(str(out / "objects.parquet"), vis)
     if scan.table.num_rows == 0:
@@ -178,7 +180,7 @@ def make_plan(out: Path, cfg: BuildConfig, vis: TagVisibility, inputs: BuildInpu
     shards: list[list[str]] = []
     for i, rows in enumerate(planning.shard_rows(order, cfg.shards.shard_size)):
         keys = [keys_col[int(r)].as_py() for r in rows]
-        needed = planning.shard_input_rows(scan, rows, index, cfg)
+        needed = planning.shard_input_rows(scan, rows, index, cfg, source_gsd)
         plan_io.write_shard_inputs(out, i, scan.table.take(needed), keys)
         shards.append(keys)
     plan_io.write_index(out, shards)
@@ -225,7 +227,7 @@ def prepare_run(
         log(f"resuming: following the plan in {out / plan_io.PLAN_DIR} ({len(keys)} shards)")
     else:
         try:
-            keys = _plan_fresh(out, inputs, cfg, osm_source, vis, run, resuming, log, on_acquired)
+            keys = _plan_fresh(out, inputs, cfg, osm_source, imagery, vis, run, resuming, log, on_acquired)
         except SkyScriptError:
             if not resuming:  # nothing of an earlier build was here: leave the folder as it was
                 _clear_outputs(out)
@@ -240,7 +242,7 @@ def prepare_run(
 
 
 def _plan_fresh(
-    out: Path, inputs: BuildInputs, cfg: BuildConfig, osm_source: Any, vis: TagVisibility,
+    out: Path, inputs: BuildInputs, cfg: BuildConfig, osm_source: Any, imagery: Any, vis: TagVisibility,
     run: dict[str, Any], resuming: bool, log: Callable[[str], None], on_acquired: Callable[[int], None] | None,
 ) -> list[tuple[str, ...]]:
     objects_path = out / "objects.parquet"
@@ -253,7 +255,8 @@ def _plan_fresh(
         log(f"acquired {n} OSM objects")
     run["acquire_seconds"] = round(time.perf_counter() - t0, 3)
     t1 = time.perf_counter()
-    keys = make_plan(out, cfg, vis, inputs)
+    coarsest = getattr(imagery, "coarsest_gsd", None)
+    keys = make_plan(out, cfg, vis, inputs, coarsest() if callable(coarsest) else None)
     run["plan_seconds"] = round(time.perf_counter() - t1, 3)
     return keys
 

@@ -12,9 +12,9 @@ shard parquet accounts for them. A seeded subsample keeps ``max_objects``. Candi
 ordered along a Morton (Z-order) curve of their centre, so a shard covers a compact area: its
 neighbour set stays small and rasters are reused.
 
-Neighbours: a tile never extends further from its object than ``tile_px_max × max_gsd`` metres
-(the planner never picks a coarser GSD than the object's max GSD), so every object intersecting the
-object's bounds grown by that distance is a candidate neighbour.
+Neighbours: a tile never extends further from its object than the reach of :func:`reach_boxes`
+(at most ``tile_px_max`` pixels at the imagery's GSD, never coarser than the object's max GSD), so
+every object intersecting the object's bounds grown by that distance is a candidate neighbour.
 """
 
 from __future__ import annotations
@@ -115,15 +115,25 @@ def morton(bounds: np.ndarray, bits: int = 16) -> np.ndarray:
     return code
 
 
-def reach_boxes(bounds: np.ndarray, max_gsd: np.ndarray, cfg: BuildConfig) -> np.ndarray:
-    """Each object's bounds grown by the largest distance its tile can reach (degrees)."""
+def reach_boxes(
+    bounds: np.ndarray, max_gsd: np.ndarray, cfg: BuildConfig, source_gsd: float | None = None
+) -> np.ndarray:
+    """Each object's bounds grown by the largest distance its tile can reach (degrees).
+
+    A tile is at most ``tile_px_max`` pixels at the GSD it is cut at — the imagery's native GSD
+    (at most ``source_gsd``, the source's coarsest, when known) or ``planner.gsd`` — except a
+    large polygon framed at a coarser GSD, whose tile is its bounding box plus margins plus a pixel,
+    and no GSD ever exceeds the object's max GSD.
+    """
     g = np.where(np.isfinite(max_gsd), max_gsd, DEFAULT_MAX_GSD)
-    if cfg.planner.gsd is not None:
-        g = np.maximum(g, cfg.planner.gsd)
-    reach_m = cfg.planner.tile_px_max * g * 1.05
+    cut = g if source_gsd is None else np.minimum(g, max(source_gsd, cfg.planner.gsd or 0.0))
     lat = np.clip(np.abs(np.nan_to_num((bounds[:, 1] + bounds[:, 3]) / 2.0)), 0.0, 89.0)
+    coslat = np.maximum(np.cos(np.radians(lat)), 0.01)
+    extent_deg = np.maximum((bounds[:, 2] - bounds[:, 0]) * coslat, bounds[:, 3] - bounds[:, 1])
+    extent_m = np.nan_to_num(extent_deg) * M_PER_DEG
+    reach_m = np.maximum(cfg.planner.tile_px_max * cut, extent_m * (1.0 + 2.0 * cfg.planner.margin_frac) + g) * 1.05
     dlat = reach_m / M_PER_DEG
-    dlon = np.minimum(reach_m / (M_PER_DEG * np.maximum(np.cos(np.radians(lat)), 0.01)), 360.0)
+    dlon = np.minimum(reach_m / (M_PER_DEG * coslat), 360.0)
     return np.column_stack([bounds[:, 0] - dlon, bounds[:, 1] - dlat, bounds[:, 2] + dlon, bounds[:, 3] + dlat])
 
 
@@ -149,9 +159,11 @@ def shard_rows(order: np.ndarray, shard_size: int) -> list[np.ndarray]:
     return [order[i : i + shard_size] for i in range(0, len(order), shard_size)]
 
 
-def shard_input_rows(scan: ScannedObjects, planned: np.ndarray, index: NeighbourIndex, cfg: BuildConfig) -> np.ndarray:
+def shard_input_rows(
+    scan: ScannedObjects, planned: np.ndarray, index: NeighbourIndex, cfg: BuildConfig, source_gsd: float | None = None
+) -> np.ndarray:
     """Rows a shard's worker needs: its planned objects and their candidate neighbours."""
-    near = index.around(reach_boxes(scan.bounds[planned], scan.max_gsd[planned], cfg))
+    near = index.around(reach_boxes(scan.bounds[planned], scan.max_gsd[planned], cfg, source_gsd))
     return np.union1d(planned, near)
 
 

@@ -241,6 +241,10 @@ class LocalRasterSource:
             "skipped": list(self.skipped),
         }
 
+    def coarsest_gsd(self) -> float:
+        """The coarsest native ground GSD of the folder (bounds how far a tile can reach)."""
+        return max(r.native_gsd for r in self.rasters)
+
     def identity(self) -> dict[str, Any]:
         """The rasters by name, size and grid (not the folder's path), and the read settings."""
         return {
