@@ -242,7 +242,9 @@ def test_unwritable_out_is_a_one_line_error(area: FakeArea, tmp_path: Path) -> N
     assert res.returncode == 2 and "--out" in res.stderr and "Traceback" not in res.stderr, res.stderr
 
 
-def test_shard_neighbour_sets_lose_no_neighbour(area: FakeArea, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_shard_neighbour_sets_lose_no_neighbour(
+    area: FakeArea, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The planner's reach bound is exact enough: with every object as a candidate, captions are the same."""
     cfg = _tiny(shard_size=3)
     build(_inputs(area, tmp_path / "bounded"), cfg, log=_quiet)
@@ -252,6 +254,7 @@ def test_shard_neighbour_sets_lose_no_neighbour(area: FakeArea, tmp_path: Path, 
     build(_inputs(area, tmp_path / "all"), cfg, log=_quiet)
     a, b = _samples(tmp_path / "bounded"), _samples(tmp_path / "all")
     assert a.keys() == b.keys()
-    assert {k: s["json"]["caption_multi"] for k, s in a.items()} == {k: s["json"]["caption_multi"] for k, s in b.items()}
+    multi = {k: s["json"]["caption_multi"] for k, s in a.items()}
+    assert multi == {k: s["json"]["caption_multi"] for k, s in b.items()}
     n_all = pq.read_table(tmp_path / "all" / "objects.parquet").num_rows
     assert min(inputs) < n_all  # the bound does prune (the fake area is 160 m wide)
