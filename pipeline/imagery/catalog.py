@@ -234,7 +234,7 @@ class Catalog:
 
 
 @lru_cache(maxsize=8)
-def _load(user: str | None) -> Catalog:
+def _load(user: str | None, _stamp: tuple[int, int] = (0, 0)) -> Catalog:  # stamp: a changed file reloads
     raw = _entries(resources.files("pipeline.imagery").joinpath("catalog.yaml").read_text(), "(shipped)")
     merged: dict[str, tuple[dict[str, Any], Path | None, str]] = {r["id"]: (dict(r), None, "(shipped)") for r in raw}
     if user is not None:
@@ -264,7 +264,11 @@ def _user_coverage(data: Mapping[str, Any], shipped: Iterable[Mapping[str, Any]]
 
 def load_catalog(user: str | Path | None = None) -> Catalog:
     """The shipped catalog with ``user`` (a YAML file) layered over it; cached per path."""
-    return _load(None if user is None else str(Path(user).expanduser().resolve()))
+    if user is None:
+        return _load(None)
+    path = Path(user).expanduser().resolve()
+    stat = path.stat() if path.is_file() else None
+    return _load(str(path), (stat.st_mtime_ns, stat.st_size) if stat else (0, 0))
 
 
 def select(catalog: Catalog, ids: Sequence[str] | None) -> list[CatalogEntry]:
