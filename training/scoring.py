@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -109,27 +110,41 @@ class UnitStream(torch.utils.data.IterableDataset):
             yield self.units.make(u)
 
 
-def _auto_batch_size(bundle: ClipBundle, start: int = 1024) -> int:
-    """Largest power-of-two batch (≤ ``start``) whose forward pass fits in GPU memory, halved for headroom."""
+def largest_fitting_batch(fits: Callable[[int], bool], start: int = 1024, floor: int = 8) -> int:
+    """Halve from ``start`` until ``fits(b)``; return half of that for headroom (≥ ``floor``).
 
+    Headroom: the probe runs one batch on an idle device, while the real run also holds the
+    pinned prefetch queue and the previous batch's outputs.
+    """
+    b = start
+    while b > floor:
+        if fits(b):
+            return max(floor, b // 2)
+        b //= 2
+    return floor
+
+
+def _auto_batch_size(bundle: ClipBundle, start: int = 1024) -> int:
+    """64 on CPU; on a GPU the largest power of two whose fp16 forward pass fits in free memory."""
     if bundle.device.type != "cuda":
         return 64
     size = bundle.model.visual.image_size
     h, w = (size, size) if isinstance(size, int) else size
     ctx = bundle.tokenizer(["probe"]).shape[1]
-    b = start
-    while b >= 8:
+
+    def fits(b: int) -> bool:
         try:
             with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16):
                 bundle.model.encode_image(torch.zeros(b, 3, h, w, device=bundle.device))
-                bundle.model.encode_text(torch.zeros(b * 2, ctx, dtype=torch.long, device=bundle.device))
+                bundle.model.encode_text(torch.zeros(b, ctx, dtype=torch.long, device=bundle.device))
             torch.cuda.synchronize(bundle.device)
-            torch.cuda.empty_cache()
-            return max(8, b // 2)
+            return True
         except torch.cuda.OutOfMemoryError:
+            return False
+        finally:
             torch.cuda.empty_cache()
-            b //= 2
-    return 8
+
+    return largest_fitting_batch(fits, start)
 
 
 def encode_unit(bundle: ClipBundle, batch: dict[str, Any]) -> dict[str, np.ndarray]:

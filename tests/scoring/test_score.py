@@ -131,3 +131,18 @@ def test_member_names_survive(tmp_path: Path) -> None:
     make_dataset(out, n=2)
     with tarfile.open(out / "shards" / "00000.tar") as tf:
         assert sorted(tf.getnames()) == ["w1000.jpg", "w1000.json", "w1000.txt", "w1001.jpg", "w1001.json", "w1001.txt"]
+
+
+def test_batch_size_probe_selection_logic() -> None:
+    """The GPU batch-size pick (run here without a GPU: the probe is a stand-in for 'fits in memory')."""
+    from training.scoring import largest_fitting_batch
+
+    tried: list[int] = []
+
+    def fits(b: int) -> bool:
+        tried.append(b)
+        return b <= 300
+
+    assert largest_fitting_batch(fits, 1024) == 128 and tried == [1024, 512, 256]
+    assert largest_fitting_batch(lambda b: True, 1024) == 512
+    assert largest_fitting_batch(lambda b: False, 1024) == 8
