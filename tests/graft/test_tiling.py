@@ -49,8 +49,9 @@ def test_real_photo_locations(shared_data: Path) -> None:
         check_plan(tiles, photos, px, gsd)
         assert len(photos) + plan.stats["over_cap"] == len(table.photos)
         assert max(t["n_photos"] for t in tiles) == 25 and plan.stats["over_cap"] > 0
-        assert _rows(plan_tiles(table.photos, TilingConfig(gsd=gsd, tile_px=px, seed=3), brute_force=True)) == (
-            tiles, photos)
+        if gsd == 10.0 and px == 224:  # the KD-tree agrees with brute force (once: it is slow)
+            brute = plan_tiles(table.photos, TilingConfig(gsd=gsd, tile_px=px, seed=3), brute_force=True)
+            assert _rows(brute) == (tiles, photos)
 
 
 def test_deterministic_per_seed_and_input_order() -> None:

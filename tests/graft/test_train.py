@@ -93,7 +93,7 @@ def colour_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_raster(root / "img" / "blocks.tif", data, CRS, from_origin(x0, y1, 1.0, 1.0),
                  colorinterp=[ColorInterp.red, ColorInterp.green, ColorInterp.blue],
                  tags={"TIFFTAG_DATETIME": "2021:06:15 10:00:00"})
-    lons, lats = photo_points(160, 11, spread_m=600)
+    lons, lats = photo_points(120, 11, spread_m=600)
     xs, ys = tr.transform(lons, lats)
     rows = []
     (root / "ph").mkdir()
@@ -120,10 +120,10 @@ def test_tiny_run_lowers_the_loss_and_checkpoint_serves_zeroshot(tiny_teacher: P
     from training.graft.zeroshot import is_graft_checkpoint, load_graft_clip
 
     monkeypatch.setenv("SKYSCRIPT_CACHE", str(tmp_path / "cache"))
-    cfg = GraftTrainConfig(model=TINY, pretrained=str(tiny_teacher), level="image", epochs=5, batch_size=8,
-                           lr=2e-3, warmup_steps=5, device="cpu", seed=0)
+    cfg = GraftTrainConfig(model=TINY, pretrained=str(tiny_teacher), level="image", epochs=4, batch_size=8,
+                           lr=3e-3, warmup_steps=5, device="cpu", seed=0)
     res = train_graft(colour_dataset, tmp_path / "run", cfg)
-    assert res.steps > 40 and len(res.evals) == 5 and res.evals[0]["tiles"] > 0
+    assert res.steps > 20 and len(res.evals) == 4 and res.evals[0]["tiles"] > 0
     # The loss on the training tiles (centre crops, no augmentation) before vs after training.
     model, _pre, tok = load_graft_clip(res.checkpoint, device="cpu")
     import open_clip
