@@ -145,6 +145,16 @@ class ImageryRouter:
             "images_per_object": self.cfg.images_per_object,
         }
 
+    def coarsest_gsd(self) -> float | None:
+        """The coarsest GSD any chip is cut at before framing (bounds the build's neighbour reach)."""
+        gsds = [c.gsd for c in self.pool]
+        for _name, src in self.locals:
+            coarsest = getattr(src, "coarsest_gsd", None)
+            if not callable(coarsest):
+                return None  # unknown: the build assumes the objects' max GSD
+            gsds.append(float(coarsest()))
+        return max(gsds) if gsds else None
+
     def coverage(self, geometry: BaseGeometry) -> list[Coverage]:
         out = [Coverage(c.collection, "", c.gsd, "", None) for c in self.pool
                if c.coverage is None or c.coverage.covers(geometry)]
