@@ -19,11 +19,11 @@ from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import webdataset as wds
 from PIL import Image
 
 from pipeline.records import STATUS_FAILED, STATUS_OK, Pair
 from storage.atomic import temp_path
+from storage.tar import SampleTarWriter
 
 SHARD_DIGITS = 5
 TMP_MARK = ".tmp-"  # in every temporary name storage.atomic.temp_path makes
@@ -121,7 +121,7 @@ class ShardWriter:
         self._paths = shard_paths(self.shards_dir, self.index)
         self._tar_tmp = temp_path(self._paths["tar"])
         self._stream = open(self._tar_tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
-        self._tar = wds.TarWriter(self._stream, encoder=False, mtime=TAR_MTIME)
+        self._tar = SampleTarWriter(self._stream, mtime=TAR_MTIME)
         self._keys: set[str] = set()
 
     def _claim(self, key: str) -> None:
@@ -242,6 +242,8 @@ def iter_samples(shards_dir: Path) -> Iterator[dict[str, Any]]:
     urls = [str(shard_paths(shards_dir, i)["tar"]) for i in done_shards(shards_dir)]
     if not urls:
         return
+    import webdataset as wds  # reading only: it imports torch
+
     ds = wds.WebDataset(urls, shardshuffle=False, empty_check=False)
     for sample in ds:
         yield {
