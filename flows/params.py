@@ -14,7 +14,7 @@ from typing import Any
 
 from pipeline.config import BuildConfig, load_config
 from pipeline.errors import BadInputError, SkyScriptError
-from pipeline.executors import parse_executor
+from pipeline.executors import check_executor
 from pipeline.geo import BBox
 
 TOP_CHOICES = (20, 30, 50)  # SkyScript's released top fractions; any 1..99 is accepted
@@ -140,7 +140,7 @@ def validate(
         raise _fail("seed", f"must be a non-negative whole number, got {seed!r}")
     ex = _text("executor", executor) or "local"
     try:
-        parse_executor(ex)
+        check_executor(ex)  # a dask:ADDR with no scheduler there fails here, before any work
     except SkyScriptError as exc:
         raise _fail("executor", str(exc)) from None
     if not isinstance(overwrite, bool):

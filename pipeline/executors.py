@@ -7,7 +7,9 @@ img2dataset's distributor does, so this module imports no stage code.
 
 from __future__ import annotations
 
+import socket
 import sys
+import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
@@ -27,17 +29,52 @@ def parse_executor(spec: str) -> tuple[str, str]:
     return kind, arg
 
 
-def connect(address: str, timeout_s: float = 10.0) -> Any:
+def _unreachable(address: str, why: str) -> BadInputError:
+    return BadInputError(
+        f"executor dask:{address}: no Dask scheduler answers there ({why}); start one with "
+        "`dask scheduler` and pass its address, e.g. dask:tcp://127.0.0.1:8786"
+    )
+
+
+def probe_scheduler(address: str, timeout_s: float = 5.0) -> None:
+    """Fail at once when nothing listens at a ``tcp://HOST:PORT`` scheduler address.
+
+    Dask's own client keeps retrying a refused connection until its timeout; a plain TCP
+    connect tells "nothing there" immediately, so a typo fails before any work starts.
+    """
+    parts = urllib.parse.urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.scheme not in ("tcp", "tls"):
+        return  # other transports (ucx, ws, inproc): left to Dask's client
+    try:
+        port = parts.port or 8786  # Dask's default scheduler port
+    except ValueError:
+        raise BadInputError(f"executor dask:{address}: the port must be a number, e.g. dask:tcp://HOST:8786") from None
+    if not parts.hostname:
+        raise BadInputError(f"executor dask:{address}: use dask:tcp://HOST:PORT (e.g. dask:tcp://127.0.0.1:8786)")
+    try:
+        with socket.create_connection((parts.hostname, port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise _unreachable(address, exc.strerror or type(exc).__name__) from None
+
+
+def check_executor(spec: str) -> tuple[str, str]:
+    """:func:`parse_executor`, and for ``dask:ADDR`` a quick check that the scheduler is there."""
+    kind, arg = parse_executor(spec)
+    if kind == "dask":
+        probe_scheduler(arg)
+    return kind, arg
+
+
+def connect(address: str, timeout_s: float = 20.0) -> Any:
     """A client of the Dask scheduler at ``address``, or a one-line error naming it."""
     from dask.distributed import Client
 
+    probe_scheduler(address)
     try:
         return Client(address, timeout=f"{timeout_s:.0f}s")
     except (OSError, TimeoutError, ValueError) as exc:
-        raise BadInputError(
-            f"executor dask:{address}: no Dask scheduler answers there ({type(exc).__name__}); start one with "
-            "`dask scheduler` and pass its address, e.g. dask:tcp://127.0.0.1:8786"
-        ) from None
+        raise _unreachable(address, type(exc).__name__) from None
 
 
 def current_dask_worker() -> Any | None:

@@ -29,6 +29,7 @@ def _good(area: FakeArea, tmp_path: Path) -> dict[str, Any]:
         ({"max_objects": "many"}, "max_objects"),
         ({"seed": -1}, "seed"),
         ({"executor": "spark"}, "executor"),
+        ({"executor": "dask:tcp://127.0.0.1:1"}, "executor"),  # nothing listens there
         ({"preset": "nope"}, "preset"),
         ({"config": "/nonexistent/c.yaml"}, "config"),
         ({"top": [20, 120]}, "top"),
