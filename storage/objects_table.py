@@ -129,7 +129,7 @@ def table_to_objects(table: pa.Table) -> Iterator[OsmObject]:
         )
 
 
-def check_objects_table(path: str | Path) -> pq.ParquetFile:
+def check_objects_table(path: str | os.PathLike[str]) -> pq.ParquetFile:
     """Open ``path`` as an objects table or raise :class:`InputFileError` saying why."""
     path = Path(path)
     if not path.is_file():

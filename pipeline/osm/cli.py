@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from collections import Counter
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -14,6 +15,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from pipeline.cli_util import friendly_errors
 from pipeline.errors import BadInputError, OsmSourceError
 from pipeline.geo import BBox
+
+if TYPE_CHECKING:
+    from pipeline.osm.plan import Plan
+    from pipeline.seams import OsmSource
 
 console = Console(stderr=True, highlight=False)
 plan_app = typer.Typer(
@@ -90,7 +95,7 @@ def osm_command(
     _report_failed_queries(src, out)
 
 
-def _make_plan(cells: Path | None, targeted: Path | None, box: BBox | None, tag_specs: list) -> object:
+def _make_plan(cells: Path | None, targeted: Path | None, box: BBox | None, tag_specs: list) -> Plan:
     from pipeline.osm.cells import read_cells
     from pipeline.osm.plan import Plan, Target
     from pipeline.osm.targeted import read_targeted
@@ -102,7 +107,7 @@ def _make_plan(cells: Path | None, targeted: Path | None, box: BBox | None, tag_
 
 def _make_source(
     spec: str, index: str, no_cache: bool, slots: int | None, attempts: int | None, config: Path | None = None
-) -> object:
+) -> OsmSource:
     from pipeline.config import load_config
     from pipeline.osm import make_osm_source
 
@@ -253,7 +258,7 @@ def tags_count_command(
     console.print(f"counted {n} objects: {rows} tags written to {out}")
 
 
-def _count_osm_file(path: Path, ok_only: bool) -> tuple[object, int]:
+def _count_osm_file(path: Path, ok_only: bool) -> tuple[Counter[tuple[str, str]], int]:
     """Count straight from an OSM file: one streaming pass, nothing written."""
     from collections import Counter
 
