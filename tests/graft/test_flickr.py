@@ -124,3 +124,26 @@ def test_cli_plan_from_flickr_never_writes_the_key(tmp_path: Path, monkeypatch: 
                                        "--taken-from", "2010-01-01", "--flickr-endpoint", url, "--out",
                                        str(tmp_path / "plan2")])
     assert res.exit_code == 2 and "Invalid API Key" in res.output and "bad-key-000" not in res.output
+
+
+def test_unsplittable_query_is_truncated_and_counted() -> None:
+    u = make_universe(4300, BBOX, seed=6)
+    for p in u.photos:  # one spot, one second: neither the bbox nor the dates can be split
+        p.update(latitude="48.850000", longitude="2.300000", datetaken="2019-01-01 10:00:00", accuracy="16",
+                 datetakenunknown="0")
+    q = FlickrQuery(bbox=(2.29999, 48.84999, 2.30001, 48.85001), min_taken="2019-01-01T09:59:00",
+                    max_taken="2019-01-01T10:01:00")
+    with serve(u) as url:
+        table, stats = flickr_photos(_client(url), q)
+    assert len(table.photos) == 4000 and stats["truncated"] == 300
+
+
+def test_calls_are_spaced_by_the_rate_limit() -> None:
+    u = make_universe(600, BBOX, seed=7)
+    q = FlickrQuery(bbox=BBOX, min_taken="2015-01-01", max_taken="2021-01-01")
+    waits: list[float] = []
+    with serve(u) as url:
+        client = FlickrClient(VALID_KEY, endpoint=url, min_interval=30.0, policy=FAST, per_page=250,
+                              sleep=waits.append)
+        flickr_photos(client, q)
+    assert client.calls == 3 and len(waits) == 2 and all(25.0 < w <= 30.0 for w in waits)

@@ -83,3 +83,16 @@ def test_other_formats(tmp_path: Path) -> None:
                   "captured_at": pd.to_datetime(["2021-03-04 05:06:07", None])}).to_parquet(q)
     t = load_photo_table(q)
     assert [ph.date for ph in t.photos] == ["2021-03-04T05:06:07", None]
+
+
+def test_photos_command_writes_a_normalised_table(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    p = tmp_path / "t.csv"
+    p.write_text("ID,LAT,LON,TAKEN\na,1,2,1600000000\na,1,2,1600000000\nb,91,2,\n")
+    res = CliRunner().invoke(app, ["graft", "photos", "--photos", str(p), "--out", str(tmp_path / "o.parquet")])
+    assert res.exit_code == 0, res.output
+    rows = pd.read_parquet(tmp_path / "o.parquet").to_dict("records")
+    assert len(rows) == 1 and rows[0]["photo_id"] == "a" and rows[0]["date"] == "2020-09-13T12:26:40"

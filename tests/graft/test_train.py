@@ -158,7 +158,9 @@ def test_pixel_level_and_cli(tiny_teacher: Path, colour_dataset: Path, tmp_path:
                                    "--batch-size", "8", "--max-steps", "3", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     assert "trained 3 steps" in res.output
+    assert len(list((tmp_path / "cache" / "graft" / "ground_embeddings").glob("*.npz"))) >= 1  # computed once
     side = json.loads((tmp_path / "px" / "graft_latest.json").read_text())
+
     assert side["kind"] == "graft" and side["level"] == "pixel" and side["model"] == TINY
     res = CliRunner().invoke(app, ["train", "graft", str(tmp_path), "--out", str(tmp_path / "x"), "--model", TINY,
                                    "--pretrained", str(tiny_teacher), "--level", "patch"])
