@@ -128,3 +128,25 @@ def test_bad_input(tiny_ckpt: Path, tmp_path: Path) -> None:
 
         pq.write_table(bad, tmp_path / "sel.parquet")
         train_skyclip(_cfg(data, tmp_path / "r2", tiny_ckpt, selection=str(tmp_path / "sel.parquet")))
+
+
+def test_unreadable_training_image_gives_way_to_the_next(tmp_path: Path) -> None:
+    import open_clip
+
+    from training.samples import index_dataset
+    from training.skyclip.data import PairDataset, RandomRot90
+
+    data = tmp_path / "data"
+    samples = make_dataset(data, n=4, per_shard=4)
+    samples[1].jpg = b"\xff\xd8 truncated"
+    write_shard(data, 0, samples)
+    refs, _ = index_dataset(data)
+    tok = open_clip.get_tokenizer("ViT-B-32")
+    ds = PairDataset(refs, "single", lambda im: torch.zeros(3, 8, 8) + im.size[0], tok, rotate=False)
+    _img, text = ds[1]
+    assert ds.bad == {samples[1].key: 1} and torch.equal(text, tok([samples[2].caption_single])[0])
+    from PIL import Image
+
+    im = Image.new("RGB", (4, 2))
+    sizes = {RandomRot90()(im).size for _ in range(40)}
+    assert sizes == {(4, 2), (2, 4)}
