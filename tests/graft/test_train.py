@@ -147,6 +147,18 @@ def test_tiny_run_lowers_the_loss_and_checkpoint_serves_zeroshot(tiny_teacher: P
     assert torch.allclose(t_graft, t_teacher, atol=1e-6)
     img = torch.zeros(1, 3, 32, 32)
     assert model.encode_image(img).shape == (1, 16)
+    # The zero-shot evaluator of training/evaluate takes the GRAFT bundle as it is.
+    from training.evaluate.zeroshot import ZeroShotConfig, evaluate_zeroshot
+    from training.graft.zeroshot import load_graft_bundle
+
+    for name, colour in (("farmland", (40, 160, 40)), ("lake", (30, 60, 200))):
+        (tmp_path / "zs" / name).mkdir(parents=True)
+        for k in range(3):
+            Image.fromarray(np.full((40, 40, 3), colour, np.uint8)).save(tmp_path / "zs" / name / f"{k}.png")
+    zs = evaluate_zeroshot(ZeroShotConfig(checkpoint=res.checkpoint, dataset=str(tmp_path / "zs"), device="cpu",
+                                          workers=0), bundle=load_graft_bundle(res.checkpoint, device="cpu"))
+    assert zs["images"] == 6 and zs["classes"] == 2 and 0.0 <= zs["top1"] <= 1.0
+    assert zs["model"].startswith(f"graft:{TINY}")
     assert not torch.allclose(model.encode_image(img), torch.nn.functional.normalize(teacher.encode_image(img), dim=-1))
 
 

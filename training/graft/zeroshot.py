@@ -87,3 +87,19 @@ def _register(name: str, cfg: dict[str, Any]) -> None:
     d = Path(tempfile.mkdtemp(prefix="graft_cfg_"))
     (d / f"{name}.json").write_text(json.dumps(cfg))
     open_clip.add_model_config(d)
+
+
+def load_graft_bundle(checkpoint: str | Path, device: str = "auto", text_pretrained: str | None = None) -> Any:
+    """The same as :func:`load_graft_clip`, packed as a :class:`training.clip_models.ClipBundle`, so
+    ``training.evaluate.zeroshot.evaluate_zeroshot(cfg, bundle=load_graft_bundle(path))`` evaluates a
+    GRAFT checkpoint unchanged (``is_graft_checkpoint`` tells when to)."""
+    from training.clip_models import ClipBundle, resolve_device
+
+    model, preprocess, tokenizer = load_graft_clip(checkpoint, device=device, text_pretrained=text_pretrained)
+    payload_side = json.loads(Path(checkpoint).with_suffix(".json").read_text())
+    p = Path(checkpoint)
+    st = p.stat()
+    return ClipBundle(model=model, preprocess_train=preprocess, preprocess_val=preprocess, tokenizer=tokenizer,
+                      model_name=str(payload_side.get("model")), pretrained=str(p),
+                      model_id=f"graft:{payload_side.get('model')}:{p.name}-{st.st_size}-{st.st_mtime_ns}",
+                      device=resolve_device(device))
