@@ -18,6 +18,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 
+from pipeline.errors import InputFileError
 from storage.scores import finished_shards, shard_stem
 
 CAPTION_FIELDS = {"single": "caption_single", "multi": "caption_multi"}
@@ -42,11 +43,16 @@ class SampleRef:
 def index_tar(path: Path) -> dict[str, tuple[int, int]]:
     """``{key: (data offset, size)}`` of every ``{key}.jpg`` member."""
     found: dict[str, tuple[int, int]] = {}
-    with tarfile.open(path, "r") as tf:
-        for m in tf:
-            name = m.name.rsplit("/", 1)[-1]
-            if m.isfile() and name.endswith(".jpg"):
-                found[name[: -len(".jpg")]] = (m.offset_data, m.size)
+    try:
+        with tarfile.open(path, "r") as tf:
+            for m in tf:
+                name = m.name.rsplit("/", 1)[-1]
+                if m.isfile() and name.endswith(".jpg"):
+                    found[name[: -len(".jpg")]] = (m.offset_data, m.size)
+    except (tarfile.TarError, OSError) as exc:  # a damaged shard is a per-shard error: say which and what to do
+        raise InputFileError(
+            f"shard {path} is unreadable ({exc}); delete its _stats.json and re-run skyscript build to redo it"
+        ) from None
     return found
 
 

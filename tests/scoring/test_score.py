@@ -146,3 +146,14 @@ def test_batch_size_probe_selection_logic() -> None:
     assert largest_fitting_batch(fits, 1024) == 128 and tried == [1024, 512, 256]
     assert largest_fitting_batch(lambda b: True, 1024) == 512
     assert largest_fitting_batch(lambda b: False, 1024) == 8
+
+
+def test_damaged_shard_is_a_clear_error_and_earlier_scores_stay(tiny_ckpt: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    make_dataset(out, n=12, per_shard=6)
+    score_dataset(out, _cfg(tiny_ckpt), progress=False)
+    write_shard(out, 2, make_samples(3, seed=4))
+    (out / "shards" / "00002.tar").write_bytes(b"\x00garbage" * 10)
+    with pytest.raises(InputFileError, match=r"00002\.tar is unreadable"):
+        score_dataset(out, _cfg(tiny_ckpt), progress=False)
+    assert score_paths(out, 0)["stats"].is_file() and score_paths(out, 1)["stats"].is_file()
