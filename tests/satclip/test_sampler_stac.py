@@ -145,3 +145,45 @@ def test_real_sentinel2_patches_over_stac(tmp_path: Path, shared_data: Path) -> 
             centre = ds.xy(128, 128, offset="ul")
             lon, lat = Transformer.from_crs(ds.crs, "EPSG:4326", always_xy=True).transform(*centre)
         assert float(r["lon"]) == pytest.approx(lon, abs=1e-9) and float(r["lat"]) == pytest.approx(lat, abs=1e-9)
+
+
+def _partly_nodata_state(tmp_path: Path, originals: list[tuple[np.ndarray, str, float, float]]) -> StacState:
+    """Scene k keeps its pixels except the top rows, zeroed (S2 L2A nodata = 0) to fraction ``cut[k]``."""
+    state = StacState()
+    cuts = [0.0, 0.2, 0.05]
+    for k, (pixels, crs, x0, y0) in enumerate(originals):
+        px = pixels.copy()
+        px[:, : round(cuts[k] * 256), :] = 0
+        assets = write_band_assets(tmp_path / "cogs", f"P{k}", px, crs, x0, y0, coarse=False)
+        state.files.update({p.name: p for p in assets.values()})
+        state.items.append(stac_item(f"P{k}", assets, "BASE", crs, x0, y0, 256, 256, {}))
+    return state
+
+
+def _check_partly_nodata(tmp_path: Path, state: StacState) -> None:
+    with StacServer(state) as url:
+        _bind(state, url)
+        out = tmp_path / "out"
+        result = sample(SampleConfig(n=12, seed=3, by="scene", max_tries=30), StacScenes(url), out)
+    assert result["written"]["ok"] == 12
+    used = {r["scene_id"] for r in _index(out)}
+    assert used == {"P0", "P2"}  # P1 (20 % nodata) never passes; P2 (5 %) does
+    stats = (out / "shards" / "00000_stats.json").read_text()
+    assert '"nodata"' in stats
+    for r in _index(out):
+        with rasterio.open(out / "images" / r["fn"]) as ds:
+            assert (ds.read() == 0).all(axis=0).mean() <= 0.1
+
+
+def test_rejection_on_partly_nodata_scenes_synthetic(tmp_path: Path) -> None:
+    originals = [(scene_pixels(256, 256, seed=30 + k), CRS, X0 + k * 5000, Y0) for k in range(3)]
+    _check_partly_nodata(tmp_path, _partly_nodata_state(tmp_path, originals))
+
+
+@pytest.mark.shared_data
+def test_rejection_on_partly_nodata_real_patches(tmp_path: Path, shared_data: Path) -> None:
+    originals = []
+    for path in sorted((shared_data / "imagery" / "sentinel2").glob("ssl4eo_example_images_patch_*.tif"))[:3]:
+        with rasterio.open(path) as ds:
+            originals.append((ds.read(), ds.crs.to_string(), ds.transform.c, ds.transform.f))
+    _check_partly_nodata(tmp_path, _partly_nodata_state(tmp_path, originals))

@@ -81,13 +81,31 @@ def test_tiny_run_on_real_sentinel2_patches(shared_data: Path, tmp_path: Path) -
     _check_run(tiny(data, tmp_path / "run", sh_quirk=True, lr=1e-3, epochs=20))
 
 
-def test_torchgeo_backbones_build_offline() -> None:
-    assert moco_weights("moco_resnet18").meta["in_chans"] == 13
+@pytest.mark.slow
+def test_torchgeo_backbones_build_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("moco_resnet18", "moco_resnet50", "moco_vit16"):
+        assert moco_weights(name).meta["in_chans"] == 13
     net = build_vision("moco_resnet18", 32, pretrained=False)
     out = net(torch.zeros(2, 13, 64, 64))
     assert out.shape == (2, 32)
     trainable = {n for n, p in net.named_parameters() if p.requires_grad}
     assert trainable == {"fc.weight", "fc.bias"}
+    vit = build_vision("moco_vit16", 32, image_size=256, pretrained=False)
+    assert {n for n, p in vit.named_parameters() if p.requires_grad} == {"head.weight", "head.bias"}
+    assert vit.patch_embed.proj.in_channels == 13
+    # no weights file and no network: a clear error, not a hang or a traceback from deep inside
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(InputFileError, match="--vision vit"):
+        build_vision("moco_resnet18", 32, pretrained=True)
+
+
+@pytest.mark.slow
+def test_moco_architecture_trains_one_epoch(synth_data: Path, tmp_path: Path) -> None:
+    cfg = tiny(synth_data, tmp_path / "run", vision="moco_resnet18", pretrained=False, epochs=1)
+    result = train(cfg)
+    state = torch.load(result["checkpoint"], weights_only=False)
+    assert state["hyper_parameters"]["vision_layers"] == "moco_resnet18"
+    assert state["hyper_parameters"]["in_channels"] == 13 and "model.visual.fc.weight" in state["state_dict"]
 
 
 def test_bad_data(tmp_path: Path) -> None:
