@@ -186,6 +186,7 @@ def main() -> int:
             "score_pairs_per_s": summary.pairs / t_ours,
             "score_workers0_pairs_per_s": args.pairs / t_inproc,
             "speedup": t_plain / t_ours,
+            "model_busy": summary.model_busy,
             "max_abs_score_diff": err,
         }
         if bundle.device.type == "cuda":
@@ -199,6 +200,7 @@ def main() -> int:
             f"  skyscript score, --workers {args.workers}:{' ' * 25}{res['score_pairs_per_s']:8.1f} pairs/s"
         )
         print(f"  ratio: {res['speedup']:.2f}x   (max |score difference| {err:.2e})")
+        print(f"  model busy {summary.model_busy:.0%} of the scoring loop (rest: waiting for decoded batches)")
         if args.json:
             args.json.write_text(json.dumps(res, indent=1))
     finally:

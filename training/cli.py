@@ -53,7 +53,7 @@ def score_command(
     s = score_dataset(out, cfg)
     typer.echo(
         f"{s.model}: scored {s.pairs:,} pairs in {s.shards_scored} shard(s) ({s.pairs_per_second:,.1f} pairs/s, "
-        f"batch {s.batch_size}); {s.shards_skipped} shard(s) already scored"
+        f"batch {s.batch_size}, model busy {s.model_busy:.0%}); {s.shards_skipped} shard(s) already scored"
     )
     if s.skipped_rows:
         err_console.print("skipped rows: " + ", ".join(f"{k} {v}" for k, v in sorted(s.skipped_rows.items())))

@@ -57,6 +57,14 @@ class ScoreSummary:
     skipped_rows: Counter[str] = field(default_factory=Counter)
     seconds: float = 0.0
     batch_size: int = 0
+    model_seconds: float = 0.0  # encoding (synchronised on a GPU): the rest is waiting for data or writing
+    wait_seconds: float = 0.0  # blocked on the loader: > 0 means decoding did not keep up
+
+    @property
+    def model_busy(self) -> float:
+        """Share of the scoring loop spent in the model (the GPU utilisation proxy)."""
+        busy = self.model_seconds + self.wait_seconds
+        return self.model_seconds / busy if busy else 0.0
 
     @property
     def pairs_per_second(self) -> float:
@@ -256,14 +264,22 @@ def score_dataset(out: Path, cfg: ScoreConfig, bundle: ClipBundle | None = None,
 
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"scoring with {bundle.model_id}", total=total)
-        for batch in loader:
+        it = iter(loader)
+        while True:
+            t_wait = time.perf_counter()
+            batch = next(it, None)
+            summary.wait_seconds += time.perf_counter() - t_wait
+            if batch is None:
+                break
             s = int(batch["shard"])
             t_shard.setdefault(s, time.perf_counter())
             for _key, why in batch["bad"]:
                 skipped[s][why.split(":", 1)[0]] += 1
                 summary.skipped_rows[why.split(":", 1)[0]] += 1
             if batch["keys"]:
-                res = encode_unit(bundle, batch)
+                t_model = time.perf_counter()
+                res = encode_unit(bundle, batch)  # .cpu() inside synchronises a GPU
+                summary.model_seconds += time.perf_counter() - t_model
                 parts[s].append({"keys": batch["keys"], **res})
             seen[s] += 1
             bar.advance(task, len(batch["keys"]) + len(batch["bad"]))

@@ -150,3 +150,25 @@ def test_unreadable_training_image_gives_way_to_the_next(tmp_path: Path) -> None
     im = Image.new("RGB", (4, 2))
     sizes = {RandomRot90()(im).size for _ in range(40)}
     assert sizes == {(4, 2), (2, 4)}
+
+
+def test_zeroshot_through_torchgeo_ucmerced_layout(tiny_ckpt: Path, tmp_path: Path) -> None:
+    """The torchgeo path: a UC Merced folder laid out as torchgeo expects it after a download."""
+    from PIL import Image
+
+    rng = np.random.default_rng(1)
+    root = tmp_path / "ucm"
+    names = []
+    for cls, colour in (("agricultural", (40, 150, 40)), ("beach", (220, 200, 150)), ("storagetanks", (200, 200, 200))):
+        d = root / "UCMerced_LandUse" / "Images" / cls
+        d.mkdir(parents=True)
+        for i in range(3):
+            name = f"{cls}{i:02d}.tif"
+            px = np.clip(np.array(colour) + rng.integers(-20, 20, (64, 64, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(px).save(d / name)
+            names.append(name)
+    (root / "uc_merced-test.txt").write_text("\n".join(names[:-1]) + "\n")  # one image left out of the split
+    res = evaluate_zeroshot(ZeroShotConfig(checkpoint=str(tiny_ckpt), dataset="UCMerced", root=str(root),
+                                           device="cpu", workers=0))
+    assert res["images"] == 8 and res["classes"] == 3 and 0 <= res["top1"] <= 1
+    assert set(res["per_class_top1"]) == {"agricultural", "beach", "storagetanks"}
