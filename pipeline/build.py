@@ -42,6 +42,7 @@ from pipeline.failures import (
     NO_CAPTION,
     NO_VISIBLE_TAGS,
     NODATA,
+    UNKNOWN,
     Failure,
 )
 from pipeline.geo import BBox
@@ -327,25 +328,51 @@ def empty_fraction(chip: Chip) -> float:
     return float((chip.pixels.max(axis=2) == 0).mean()) if chip.pixels.size else 1.0
 
 
-def make_pair(
-    obj: OsmObject, overlay: Overlay, res: _Resources, cfg: BuildConfig, timers: MutableMapping[str, float]
-) -> Pair | Failure:
-    """One object → a Pair, or the reason (with its code) it could not become one."""
-    if not obj.ok:
-        return Failure(INVALID_GEOMETRY, obj.error_message or "no usable geometry")
-    t0 = time.perf_counter()
+def plan_chips(obj: OsmObject, res: _Resources, cfg: BuildConfig) -> list[ChipRequest] | Failure:
+    """The chips of one object: one per collection chosen (``imagery.images_per_object``), or why none."""
     # max_gsd lets the planner coarsen a too-large object only while it stays recognisable.
     max_gsd = res.vis.max_gsd(obj.tags)
     choose = getattr(res.imagery, "plan", None)  # the catalog router: a collection per object
     if callable(choose):
         chosen = choose(obj, cfg.planner, cfg.seed, max_gsd=max_gsd)
-        planned = chosen if isinstance(chosen, Failure) else chosen[0]  # images_per_object > 1: not here yet
-    else:
-        planned = plan_for_source(obj, res.imagery, cfg.planner, cfg.seed, max_gsd=max_gsd)
-    t1 = time.perf_counter()
-    timers["plan"] += t1 - t0
+        if isinstance(chosen, str):
+            return chosen if isinstance(chosen, Failure) else Failure(UNKNOWN, chosen)
+        return list(chosen)
+    planned = plan_for_source(obj, res.imagery, cfg.planner, cfg.seed, max_gsd=max_gsd)
+    return planned if isinstance(planned, Failure) else [planned]
+
+
+def make_pairs(
+    obj: OsmObject, overlay: Overlay, res: _Resources, cfg: BuildConfig, timers: MutableMapping[str, float]
+) -> list[tuple[str, Pair | Failure]]:
+    """One object → ``(key, Pair or the reason it failed)`` per planned chip (one row for an object
+    that gets no chip at all). Keys: the object's, then ``key_1``, ``key_2`` for further collections."""
+    if not obj.ok:
+        return [(obj.key, Failure(INVALID_GEOMETRY, obj.error_message or "no usable geometry"))]
+    t0 = time.perf_counter()
+    planned = plan_chips(obj, res, cfg)
+    timers["plan"] += time.perf_counter() - t0
     if isinstance(planned, Failure):
-        return planned
+        return [(obj.key, planned)]
+    out: list[tuple[str, Pair | Failure]] = []
+    for req in planned:
+        try:
+            out.append((req.key, make_pair(obj, req, overlay, res, cfg, timers)))
+        except SkyScriptError as exc:  # per chip: imagery gaps, unreadable windows, service errors
+            out.append((req.key, Failure(getattr(exc, "code", IMAGERY_ERROR), f"{type(exc).__name__}: {exc}")))
+    return out
+
+
+def make_pair(
+    obj: OsmObject,
+    planned: ChipRequest,
+    overlay: Overlay,
+    res: _Resources,
+    cfg: BuildConfig,
+    timers: MutableMapping[str, float],
+) -> Pair | Failure:
+    """One planned chip of an object → a Pair, or the reason (with its code) it could not become one."""
+    t1 = time.perf_counter()
     visible = res.vis.visible_tags(obj.tags, planned.gsd)
     if not visible:
         return Failure(NO_VISIBLE_TAGS, f"no visible tags: none of {sorted(obj.tags)} is recognisable at "
@@ -364,7 +391,7 @@ def make_pair(
     neighbours = overlay.around(obj, tile_polygon(planned), cfg.caption.max_surrounding * 4)
     surrounding = [t for t in (res.vis.visible_tags(n.tags, planned.gsd) for n in neighbours) if t]
     pair = Pair(
-        key=obj.key,
+        key=planned.key,
         obj=obj,
         chip=chip,
         visible_tags=visible,
@@ -395,14 +422,11 @@ def run_shard(
     writer = shard_io.ShardWriter(shards_dir, task.index, ctx.cfg.shards.jpeg_quality)
     try:
         for obj in planned:
-            try:
-                result = make_pair(obj, overlay, res, ctx.cfg, writer.stage_seconds)
-            except SkyScriptError as exc:  # per-object: imagery gaps, unreadable windows, ...
-                result = Failure(getattr(exc, "code", IMAGERY_ERROR), f"{type(exc).__name__}: {exc}")
-            if isinstance(result, Pair):
-                writer.add_pair(result)
-            else:
-                writer.add_failure(obj.key, obj.osm_type, obj.osm_id, result, error_code=result.code)
+            for key, result in make_pairs(obj, overlay, res, ctx.cfg, writer.stage_seconds):
+                if isinstance(result, Pair):
+                    writer.add_pair(result)
+                else:
+                    writer.add_failure(key, obj.osm_type, obj.osm_id, result, error_code=result.code)
             if on_object is not None:
                 on_object()
         return writer.close()

@@ -258,3 +258,37 @@ def test_shard_neighbour_sets_lose_no_neighbour(
     assert multi == {k: s["json"]["caption_multi"] for k, s in b.items()}
     n_all = pq.read_table(tmp_path / "all" / "objects.parquet").num_rows
     assert min(inputs) < n_all  # the bound does prune (the fake area is 160 m wide)
+
+
+def test_images_per_object_gives_one_sample_per_collection(area: FakeArea, tmp_path: Path) -> None:
+    """imagery.images_per_object: 2 over two raster folders: each object once per folder, keys suffixed."""
+    import shutil
+
+    from rasterio.enums import Resampling
+
+    fine = tmp_path / "fine"
+    shutil.copytree(area.imagery_dir, fine)
+    coarse = tmp_path / "coarse"
+    coarse.mkdir()
+    with rasterio.open(area.raster) as src:  # the same ground at twice the GSD: another collection
+        data = src.read(out_shape=(3, src.height // 2, src.width // 2), resampling=Resampling.average)
+        profile = src.profile
+        profile.update(width=data.shape[2], height=data.shape[1], transform=src.transform * src.transform.scale(2, 2))
+    with rasterio.open(coarse / "ortho_0p6.tif", "w", **profile) as dst:
+        dst.write(data)
+    cfg = _tiny()
+    cfg = cfg.replace(imagery=dataclasses.replace(cfg.imagery, images_per_object=2))
+    out = tmp_path / "o"
+    inputs = BuildInputs(osm=str(area.osm), imagery=(f"local:{fine}", f"local:{coarse}"), out=str(out))  # type: ignore[arg-type]
+    summary = build(inputs, cfg, log=_quiet)
+    samples = _samples(out)
+    assert summary["written"] == len(samples) > 0
+    doubled = [k for k in samples if k.endswith("_1")]
+    assert doubled, sorted(samples)
+    for k in doubled:
+        base = samples[k.removesuffix("_1")]["json"]
+        other = samples[k]["json"]
+        assert base["osm_id"] == other["osm_id"] and base["collection"] != other["collection"]
+        assert "." not in k
+    rows = sh.read_rows(out / "shards").to_pylist()
+    assert len({r["key"] for r in rows}) == len(rows)  # unique keys, failures included
