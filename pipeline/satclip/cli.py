@@ -43,6 +43,9 @@ def sample_command(
     ] = 10_000,
     shard_size: Annotated[int, typer.Option("--shard-size", help="Patches per shard (the unit of resume).")] = 1000,
     max_tries: Annotated[int, typer.Option("--max-tries", help="Draws per patch before it is a failed row.")] = 20,
+    executor: Annotated[
+        str, typer.Option("--executor", help="Where shards run: local | dask-local[:N] | dask:tcp://HOST:PORT.")
+    ] = "local",
     workers: Annotated[int, typer.Option("--workers", help="Threads drawing samples (same output for any value).")] = 4,
     max_empty: Annotated[
         float,
@@ -70,8 +73,16 @@ def sample_command(
         max_tries=max_tries,
         max_empty=max_empty,
     )
-    source = open_source(imagery, collection=collection, max_scenes=max_scenes)
-    result = sample(cfg, source, out, progress=True, workers=workers)
+    if executor == "local":
+        source = open_source(imagery, collection=collection, max_scenes=max_scenes)
+        result = sample(cfg, source, out, progress=True, workers=workers)
+    else:
+        from pipeline.satclip.distribute import sample_on
+
+        def shard_done(stats: dict) -> None:
+            err_console.print(f"shard {stats['shard']}: {stats['successes']} ok, {stats['failed']} failed")
+
+        result = sample_on(executor, cfg, imagery, out, collection, max_scenes, workers, on_shard=shard_done)
     w = result["written"]
     err_console.print(
         f"{w.get('ok', 0)} patches written, {w.get('failed', 0)} failed rows"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,13 @@ def write(shard: PatchShard, outcome: Outcome) -> None:
 class Sampler:
     """Draws and writes samples; ``source`` is any :class:`SceneSource`."""
 
-    def __init__(self, cfg: SampleConfig, source: SceneSource, land: LandMask | None = None) -> None:
+    def __init__(
+        self,
+        cfg: SampleConfig,
+        source: SceneSource,
+        land: LandMask | None = None,
+        pool: list[Scene] | None = None,
+    ) -> None:
         self.cfg, self.source = cfg, source
         self.land = (land or LandMask()) if cfg.land_only and cfg.by == "land" else None
         self.box = cfg.region or draw.WORLD
@@ -104,7 +111,8 @@ class Sampler:
             self.area, self.box = area, tuple(area.bounds)  # type: ignore[assignment]
             shapely.prepare(area)
         if cfg.by == "scene":
-            self.pool = source.all_scenes(cfg.scenes, cfg.region)
+            # ``pool`` lets Dask workers reuse the driver's listing instead of searching again.
+            self.pool = list(pool) if pool is not None else source.all_scenes(cfg.scenes, cfg.region)
             if not self.pool:
                 raise BadInputError(
                     "no scene matches the region, date and cloud filters (--by scene needs at least one)"
@@ -236,20 +244,28 @@ def sample(
     with bar, ThreadPoolExecutor(max_workers=workers) as pool:
         task = bar.add_task("sampling patches", total=sum(len(_shard_range(cfg, s)) for s in todo))
         for s in todo:
-            shard = PatchShard(out, s)
-            try:
-                for outcome in pool.map(lambda i, s=s: sampler.draw(i, s), _shard_range(cfg, s)):
-                    write(shard, outcome)
-                    bar.advance(task)
-            except BaseException:
-                shard.abort()
-                raise
-            stats = shard.close()
+            stats = run_shard_with(sampler, out, s, pool, lambda: bar.advance(task))
             totals["ok"] += stats["successes"]
             totals["failed"] += stats["failed"]
             errors.update(stats["errors"])
     n_index = write_index(out)
     return {"written": dict(totals), "errors": dict(errors), "index_rows": n_index, "out": str(out)}
+
+
+def run_shard_with(
+    sampler: Sampler, out: Path, shard_index: int, pool: Any, on_sample: Callable[[], None] | None = None
+) -> dict[str, Any]:
+    """Draw one shard's samples on ``pool`` (a thread pool), write them in order, publish; its stats."""
+    shard = PatchShard(out, shard_index)
+    try:
+        for outcome in pool.map(lambda i: sampler.draw(i, shard_index), _shard_range(sampler.cfg, shard_index)):
+            write(shard, outcome)
+            if on_sample is not None:
+                on_sample()
+    except BaseException:
+        shard.abort()
+        raise
+    return shard.close()
 
 
 def _shard_range(cfg: SampleConfig, shard: int) -> range:

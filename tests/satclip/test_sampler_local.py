@@ -157,3 +157,17 @@ def test_bad_inputs(tmp_path: Path, scenes: Path) -> None:
     # filters: every scene is too cloudy
     with pytest.raises(BadInputError, match="filters"):
         sample(SampleConfig(n=1, by="scene", scenes=SceneFilter(max_cloud=1.0)), LocalScenes(scenes), tmp_path / "p")
+
+
+@pytest.mark.slow
+def test_dask_local_executor_gives_the_same_output(scenes: Path, tmp_path: Path) -> None:
+    from pipeline.satclip.distribute import sample_on
+
+    cfg = SampleConfig(n=6, seed=4, by="scene", shard_size=2)
+    sample(cfg, LocalScenes(scenes), tmp_path / "a")
+    result = sample_on("dask-local:2", cfg, f"local:{scenes}", tmp_path / "b", workers=2)
+    assert result["written"]["ok"] == 6
+    assert (tmp_path / "a" / "index.csv").read_bytes() == (tmp_path / "b" / "index.csv").read_bytes()
+    for s in range(3):
+        name = f"{s:05d}.tar"
+        assert (tmp_path / "a" / "shards" / name).read_bytes() == (tmp_path / "b" / "shards" / name).read_bytes()
