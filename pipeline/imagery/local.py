@@ -1,8 +1,11 @@
 """``LocalRasterSource``: a folder of GeoTIFF/COG rasters in any CRS, read with rasterio.
 
-The folder is indexed once (headers only): each raster's WGS84 footprint, ground GSD and band
-plan; footprints (densified outlines, not just bounds) go into a shapely STRtree for
-``coverage``. ``read`` reads only the source window under the request (decimated when the
+The folder is indexed once: each raster's ground GSD and band plan from its header, and its
+WGS84 footprint — where it has data (:mod:`pipeline.imagery.validmask`: read from overviews or
+when the raster declares nodata/alpha/masks; the densified outline otherwise) — into a shapely
+STRtree for ``coverage``, so planning keeps tiles off nodata areas. ``read`` measures each chip's
+empty share (no data, or zero in every band) into ``provenance["empty_fraction"]``; the build
+rejects chips above ``imagery.max_nodata_frac``. ``read`` reads only the source window under the request (decimated when the
 request is much coarser than the raster) and reprojects it onto the request's grid.
 
 Bad files: a raster without a CRS (or geotransform), one crossing the antimeridian, or a file
