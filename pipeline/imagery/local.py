@@ -5,8 +5,9 @@ WGS84 footprint — where it has data (:mod:`pipeline.imagery.validmask`: read f
 when the raster declares nodata/alpha/masks; the densified outline otherwise) — into a shapely
 STRtree for ``coverage``, so planning keeps tiles off nodata areas. ``read`` measures each chip's
 empty share (no data, or zero in every band) into ``provenance["empty_fraction"]``; the build
-rejects chips above ``imagery.max_nodata_frac``. ``read`` reads only the source window under the request (decimated when the
-request is much coarser than the raster) and reprojects it onto the request's grid.
+rejects chips above ``imagery.max_nodata_frac``. ``read`` reads only the source window under
+the request (decimated when the request is much coarser than the raster) and reprojects it onto
+the request's grid.
 
 Bad files: a raster without a CRS (or geotransform), one crossing the antimeridian, or a file
 GDAL cannot open is skipped with a warning and listed (with the reason) under
