@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.satclip.output import is_done, write_index
-from pipeline.satclip.sampler import SampleConfig, Sampler, check_output, run_shard_with
+from pipeline.satclip.sampler import SampleConfig, Sampler, check_output, run_shard_with, sweep
 from pipeline.satclip.scenes import Scene
 from pipeline.satclip.sources import open_source
 
@@ -59,6 +59,7 @@ def sample_on(
     out = Path(out)
     source = open_source(imagery, collection=collection, max_scenes=max_scenes)
     check_output(out, cfg, source)
+    sweep(out)
     driver = Sampler(cfg, source)  # validates filters/region and builds the land-mask cache once
     pool = tuple(driver.pool) if cfg.by == "scene" else None
     ctx = SampleContext(cfg, imagery, str(out), collection, max_scenes, workers, pool)

@@ -28,6 +28,7 @@ from pipeline.satclip import draw
 from pipeline.satclip.output import PatchShard, encode_patch, is_done, patch_name, provenance_tags, write_index
 from pipeline.satclip.scenes import PATCH, Scene, SceneFilter, SceneGoneError, SceneReadError, SceneSource
 from storage.atomic import publishing
+from storage.shards import sweep_temporaries
 
 BY = ("land", "scene")
 
@@ -235,6 +236,7 @@ def sample(
         raise BadInputError(f"--workers must be at least 1, got {workers}")
     out = Path(out)
     check_output(out, cfg, source)
+    sweep(out)
     sampler = Sampler(cfg, source, land)
     totals: Counter = Counter()
     errors: Counter = Counter()
@@ -250,6 +252,11 @@ def sample(
             errors.update(stats["errors"])
     n_index = write_index(out)
     return {"written": dict(totals), "errors": dict(errors), "index_rows": n_index, "out": str(out)}
+
+
+def sweep(out: Path) -> int:
+    """Remove temporaries a killed run left in ``shards/`` and ``images/``; how many."""
+    return sum(sweep_temporaries(out / d) for d in ("shards", "images"))
 
 
 def run_shard_with(

@@ -91,8 +91,12 @@ def test_deterministic_and_resumable(scenes: Path, tmp_path: Path) -> None:
     # kill shard 1 (no done marker) and a patch of it: the rerun redoes exactly that shard
     (a / "shards" / "00001_stats.json").unlink()
     (a / "images" / "patch_3.tif").unlink()
+    (a / "shards" / ".00001.tar.tmp-99999").write_bytes(b"half")  # what a SIGKILL leaves
+    (a / "images" / ".patch_3.tif.tmp-99999").write_bytes(b"half")
     result = sample(cfg, LocalScenes(scenes), a)
     assert result["written"]["skipped_shards"] == 2 and result["written"]["ok"] == 2
+    assert not [p for p in (a / "shards").iterdir() if ".tmp-" in p.name]
+    assert not [p for p in (a / "images").iterdir() if ".tmp-" in p.name]
     assert (a / "images" / "patch_3.tif").read_bytes() == (b / "images" / "patch_3.tif").read_bytes()
     assert (a / "index.csv").read_bytes() == (b / "index.csv").read_bytes()
     other = SampleConfig(n=5, seed=8, by="scene", shard_size=2)

@@ -40,8 +40,16 @@ class S2Patches(Dataset):
         self.points = np.array([[float(r["lon"]), float(r["lat"])] for r in rows], dtype=np.float64)
         if (np.abs(self.points[:, 1]) > 90).any():
             raise BadInputError(f"{index} has latitudes beyond ±90° (are lon and lat swapped?)")
-        self.channels, self.augment, self.jitter = channels, augment, jitter
-        self.rng = np.random.default_rng(seed)
+        self.channels, self.augment, self.jitter, self.seed = channels, augment, jitter, seed
+        self._rngs: dict[int, np.random.Generator] = {}
+
+    def _rng(self) -> np.random.Generator:
+        """One generator per DataLoader worker (seeded by torch per worker and epoch), else one here."""
+        info = torch.utils.data.get_worker_info()
+        key = -1 if info is None else info.id
+        if key not in self._rngs:
+            self._rngs[key] = np.random.default_rng(self.seed if info is None else info.seed)
+        return self._rngs[key]
 
     def __len__(self) -> int:
         return len(self.files)
@@ -63,10 +71,11 @@ class S2Patches(Dataset):
             img = np.concatenate([img[:10], np.zeros_like(img[:1]), img[10:]], axis=0)
         point = self.points[i].copy()
         if self.augment:
-            if self.rng.random() < 0.5:
+            rng = self._rng()
+            if rng.random() < 0.5:
                 img = img[:, :, ::-1]
-            if self.rng.random() < 0.5:
+            if rng.random() < 0.5:
                 img = img[:, ::-1, :]
-            point = point + self.rng.random(2) * self.jitter
+            point = point + rng.random(2) * self.jitter
             point[1] = np.clip(point[1], -90.0, 90.0)
         return {"image": torch.from_numpy(np.ascontiguousarray(img)), "point": torch.from_numpy(point)}
