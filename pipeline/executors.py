@@ -141,7 +141,9 @@ def map_shards(
     else:
         client = connect(arg)
     try:
-        futures = [client.submit(worker, t, ctx, pure=False) for t in tasks]
+        # The context (config, the indexed imagery source) goes to every worker once, not per task.
+        shared_ctx = client.scatter(ctx, broadcast=True, hash=False)
+        futures = [client.submit(worker, t, shared_ctx, pure=False) for t in tasks]
         errors = []
         for fut in as_completed(futures):
             if fut.status == "error":
