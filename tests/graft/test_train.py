@@ -49,16 +49,17 @@ def test_multi_positive_loss_by_hand() -> None:
 
 
 def test_pixel_loss_by_hand() -> None:
-    p = [[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]]
-    g = [[0.8, 0.6], [0.0, 1.0], [1.0, 0.0]]
-    valid = [True, True, False]
+    p = [[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [-0.6, 0.8]]
+    g = [[0.8, 0.6], [0.0, 1.0], [1.0, 0.0], [0.0, -1.0]]
+    owner = [0, 0, 0, 1]  # tile 0 has three photos (one outside the crop), tile 1 one
+    valid = [True, True, False, True]
     tau = 0.07
     terms = []
-    for j in range(3):
+    for j in range(4):
         logits = [sum(a * b for a, b in zip(p[j], gk, strict=True)) / tau for gk in g]
         terms.append(-(logits[j] - math.log(sum(math.exp(v) for v in logits))))
-    got = pixel_loss(torch.tensor(p), torch.tensor(g), torch.tensor(valid), tau)
-    assert float(got) == pytest.approx((terms[0] + terms[1]) / 2, rel=1e-5)
+    got = pixel_loss(torch.tensor(p), torch.tensor(g), torch.tensor(owner), torch.tensor(valid), tau)
+    assert float(got) == pytest.approx(((terms[0] + terms[1]) / 2 + terms[3]) / 2, rel=1e-5)
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,8 @@ Pixel level: the same, anchored on the patch token under each photo, ``p_j``:
 
     L_P(j) = -log( exp(<p_j, g_j>/τ) / Σ_{g' ∈ batch} exp(<p_j, g'>/τ) )
 
-averaged over the photos that fall inside the (augmented) crop.
+averaged over each tile's photos that fall inside the (augmented) crop, then over tiles (as the
+image-level loss).
 """
 
 from __future__ import annotations
@@ -36,13 +37,18 @@ def multi_positive_loss(sat: torch.Tensor, ground: torch.Tensor, owner: torch.Te
     return per_tile.mean()
 
 
-def pixel_loss(patch: torch.Tensor, ground: torch.Tensor, valid: torch.Tensor | None = None,
+def pixel_loss(patch: torch.Tensor, ground: torch.Tensor, owner: torch.Tensor, valid: torch.Tensor | None = None,
                temperature: float = TEMPERATURE) -> torch.Tensor:
-    """``patch`` [N, D]: the (normalised) patch token under photo ``j``; ``ground`` [N, D]; ``valid`` [N] bool."""
+    """``patch`` [N, D]: the (normalised) patch token under photo ``j``; ``ground`` [N, D]; ``owner`` [N]:
+    the tile of each photo; ``valid`` [N] bool (photo inside the crop)."""
     logp = F.log_softmax(patch @ ground.T / temperature, dim=1)
-    diag = -logp.diagonal()
-    if valid is not None:
-        if not bool(valid.any()):
-            return patch.sum() * 0.0  # no photo inside the crop: no pixel signal, keep the graph
-        diag = diag[valid]
-    return diag.mean()
+    terms = -logp.diagonal()
+    keep = valid if valid is not None else torch.ones_like(terms, dtype=torch.bool)
+    if not bool(keep.any()):
+        return patch.sum() * 0.0  # no photo inside the crop: no pixel signal, keep the graph
+    n_tiles = int(owner.max()) + 1
+    sums = torch.zeros(n_tiles, dtype=terms.dtype, device=terms.device).index_add(0, owner[keep], terms[keep])
+    counts = torch.zeros(n_tiles, dtype=terms.dtype, device=terms.device).index_add(
+        0, owner[keep], torch.ones_like(terms[keep]))
+    has = counts > 0
+    return (sums[has] / counts[has]).mean()

@@ -86,7 +86,7 @@ def graft_loss(enc: GraftEncoder, batch: Batch, level: str, temperature: float) 
         return multi_positive_loss(img, batch.ground, batch.owner, temperature)
     idx = enc.patch_index(batch.px, batch.py)
     under = patches[batch.owner, idx]  # the patch token under each photo, from its own tile
-    return pixel_loss(under, batch.ground, batch.inside, temperature)
+    return pixel_loss(under, batch.ground, batch.owner, batch.inside, temperature)
 
 
 def _load_teacher(cfg: GraftTrainConfig) -> Any:
