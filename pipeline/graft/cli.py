@@ -27,7 +27,8 @@ MaxIndoor = Annotated[float | None, typer.Option("--max-indoor", help="Drop phot
 PhotoDir = Annotated[str | None, typer.Option("--photo-dir", help="Folder holding the images (by path or by id).")]
 TakenFrom = Annotated[str | None, typer.Option("--taken-from", help="Flickr: earliest taken date (YYYY-MM-DD).")]
 TakenTo = Annotated[str | None, typer.Option("--taken-to", help="Flickr: latest taken date (YYYY-MM-DD).")]
-Endpoint = Annotated[str | None, typer.Option("--flickr-endpoint", help="Flickr REST endpoint (for proxies/tests).")]
+Endpoint = Annotated[str | None, typer.Option("--flickr-endpoint", envvar="SKYSCRIPT_FLICKR_ENDPOINT",
+                                              help="Flickr REST endpoint (for proxies/tests).")]
 FlickrInterval = Annotated[float, typer.Option("--flickr-interval", help="Seconds between Flickr calls.")]
 
 
