@@ -138,3 +138,36 @@ def test_bad_inputs_are_one_line_errors(scene: dict[str, Path], tmp_path: Path) 
     res = runner.invoke(app, ["graft", "plan", "--photos", str(scene["table"]), "--gsd", "-1", "--out",
                               str(tmp_path / "p")])
     assert res.exit_code == 2 and "--gsd must be a positive" in res.output
+
+
+@pytest.mark.slow
+def test_sigkill_mid_build_then_rerun_is_lossless(scene: dict[str, Path], tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    def cmd(out: Path) -> list[str]:
+        return [sys.executable, "-m", "pipeline.cli", "build-graft", "--photos", str(scene["table"]), "--imagery",
+                f"local:{scene['imagery']}", "--out", str(out), "--tile-px", "64", "--shard-size", "1"]
+
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    clean, killed = tmp_path / "clean", tmp_path / "killed"
+    assert runner.invoke(app, cmd(clean)[3:]).exit_code == 0  # the reference, in-process
+    total = len(done_shards(clean / "shards"))
+    proc = subprocess.Popen(cmd(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(done_shards(killed / "shards")) < 2 and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    at_kill = len(done_shards(killed / "shards"))
+    assert 0 < at_kill < total, "the build was not interrupted mid-way"
+    subprocess.run(cmd(killed), check=True, env=env, capture_output=True)
+    for p in sorted((clean / "shards").glob("*.tar")):
+        assert p.read_bytes() == (killed / "shards" / p.name).read_bytes()
+    keys = [r["key"] for i in done_shards(killed / "shards")
+            for r in pq.read_table(killed / "shards" / f"{i:05d}.parquet").to_pylist()]
+    assert len(keys) == len(set(keys)) == total
+    assert not list((killed / "shards").glob("*.tmp-*"))
