@@ -72,8 +72,12 @@ def plan_command(
                   photo_dir, taken_from, taken_to, flickr_endpoint, flickr_interval)
     with console.status("reading photos"):
         table = src.load()
-    with console.status(f"tiling {len(table.photos):,} photos"):
-        plan = plan_tiles(table.photos, cfg)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("tiling photos"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=console, transient=True) as bar:
+        job = bar.add_task("tiling", total=len(table.photos))
+        plan = plan_tiles(table.photos, cfg, on_group=lambda n: bar.advance(job, n))
     stats = write_plan(out, plan, table, cfg, src.describe())
     rej = stats["input"]["rejected"]
     console.print(

@@ -18,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -219,13 +219,19 @@ def tile_group(group: str, photos: list[GroundPhoto], cfg: TilingConfig, *, brut
     return tiles, out, rejected
 
 
-def plan_tiles(photos: Sequence[GroundPhoto], cfg: TilingConfig, *, brute_force: bool = False) -> TilePlan:
-    """Tile every group; tiles come out sorted by id, so the plan is deterministic per seed."""
+def plan_tiles(photos: Sequence[GroundPhoto], cfg: TilingConfig, *, brute_force: bool = False,
+               on_group: Callable[[int], None] | None = None) -> TilePlan:
+    """Tile every group; tiles come out sorted by id, so the plan is deterministic per seed.
+
+    ``on_group(n)`` is called after each group with its photo count (progress bars).
+    """
     tiles: list[Tile] = []
     assignments: list[Assignment] = []
     rejected: list[Rejected] = []
     for group, members in sorted(group_photos(photos, cfg.cell_deg).items()):
         t, a, r = tile_group(group, members, cfg, brute_force=brute_force)
+        if on_group is not None:
+            on_group(len(members))
         tiles.extend(t)
         assignments.extend(a)
         rejected.extend(r)
