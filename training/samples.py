@@ -56,29 +56,41 @@ def index_tar(path: Path) -> dict[str, tuple[int, int]]:
     return found
 
 
-def index_shard(out: Path, shard: int, keys: set[str] | None = None) -> tuple[list[SampleRef], Counter[str]]:
-    """The shard's usable samples (status ok, a caption, an image) and a tally of the skipped."""
-    d = Path(out) / "shards"
-    stem = shard_stem(shard)
-    rows = pq.read_table(d / f"{stem}.parquet", columns=["key", "status", "caption_single", "caption_multi"])
-    tar = d / f"{stem}.tar"
-    offsets = index_tar(tar)
-    refs: list[SampleRef] = []
+def caption_rows(
+    out: Path, shard: int, keys: set[str] | None = None
+) -> tuple[list[tuple[str, str, str]], Counter[str]]:
+    """``(key, caption_single, caption_multi)`` of the shard's ok rows that have a caption, in row
+    order, and a tally of the skipped (``missing_caption``). Reads only the shard parquet."""
+    cols = ["key", "status", "caption_single", "caption_multi"]
+    t = pq.read_table(Path(out) / "shards" / f"{shard_stem(shard)}.parquet", columns=cols).to_pydict()
+    rows: list[tuple[str, str, str]] = []
     skipped: Counter[str] = Counter()
-    cols = rows.to_pydict()
-    for key, status, single, multi in zip(
-        cols["key"], cols["status"], cols["caption_single"], cols["caption_multi"], strict=True
-    ):
+    for key, status, single, multi in zip(t["key"], t["status"], t["caption_single"], t["caption_multi"], strict=True):
         if status != "ok" or (keys is not None and key not in keys):
             continue
         if not single or not single.strip():
             skipped["missing_caption"] += 1
             continue
+        rows.append((key, single, multi or ""))
+    return rows, skipped
+
+
+def tar_path(out: Path, shard: int) -> Path:
+    return Path(out) / "shards" / f"{shard_stem(shard)}.tar"
+
+
+def index_shard(out: Path, shard: int, keys: set[str] | None = None) -> tuple[list[SampleRef], Counter[str]]:
+    """The shard's usable samples (status ok, a caption, an image) and a tally of the skipped."""
+    rows, skipped = caption_rows(out, shard, keys)
+    tar = tar_path(out, shard)
+    offsets = index_tar(tar)
+    refs: list[SampleRef] = []
+    for key, single, multi in rows:
         where = offsets.get(key)
         if where is None:
             skipped["missing_image"] += 1
             continue
-        refs.append(SampleRef(key, shard, str(tar), where[0], where[1], single, multi or ""))
+        refs.append(SampleRef(key, shard, str(tar), where[0], where[1], single, multi))
     return refs, skipped
 
 

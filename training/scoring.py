@@ -22,11 +22,11 @@ import pyarrow as pa
 import torch
 import torch.nn.functional as F
 
-from pipeline.errors import BadInputError, OutputConflictError
+from pipeline.errors import BadInputError, InputFileError, OutputConflictError
 from storage.atomic import publishing
 from storage.scores import require_build, score_marker, shard_stem, write_scores
 from training.clip_models import ClipBundle, load_clip
-from training.samples import SampleRef, decode_rgb, index_shard, read_jpeg
+from training.samples import SampleRef, caption_rows, decode_rgb, index_tar, read_jpeg, tar_path
 
 
 @dataclass(frozen=True)
@@ -71,31 +71,62 @@ class ScoreSummary:
         return self.pairs / self.seconds if self.seconds else 0.0
 
 
-class _Units:
-    """Picklable IterableDataset body: yields one preprocessed batch per unit (see module doc)."""
+@dataclass(frozen=True, slots=True)
+class Unit:
+    """Rows ``start:stop`` of a shard's captioned rows (see :func:`training.samples.caption_rows`)."""
 
-    def __init__(self, units: list[list[SampleRef]], preprocess: Any, tokenizer: Any) -> None:
+    shard: int
+    start: int
+    stop: int
+
+
+class _Units:
+    """Picklable IterableDataset body: yields one preprocessed batch per unit (see module doc).
+
+    Units name row ranges, not samples: the main process never holds a dataset's worth of
+    sample records, and each worker indexes a shard (parquet rows + tar offsets) once, keeping
+    only the shard it is on.
+    """
+
+    def __init__(self, out: Path, units: list[Unit], preprocess: Any, tokenizer: Any) -> None:
+        self.out = out
         self.units = units
         self.preprocess = preprocess
         self.tokenizer = tokenizer
+        self._shard: tuple[int, list[tuple[str, str, str]], dict[str, tuple[int, int]]] | None = None
+
+    def _index(self, shard: int) -> tuple[list[tuple[str, str, str]], dict[str, tuple[int, int]]]:
+        if self._shard is None or self._shard[0] != shard:
+            rows, _ = caption_rows(self.out, shard)
+            self._shard = (shard, rows, index_tar(tar_path(self.out, shard)))
+        return self._shard[1], self._shard[2]
 
     def make(self, unit_id: int) -> dict[str, Any]:
-        refs = self.units[unit_id]
+        unit = self.units[unit_id]
+        try:
+            rows, offsets = self._index(unit.shard)
+        except InputFileError as exc:  # raised in the main process as one line, not a worker traceback
+            return {"shard": unit.shard, "fatal": str(exc)}
+        tar = str(tar_path(self.out, unit.shard))
         images, keys, singles, multis, bad = [], [], [], [], []
-        for r in refs:
-            try:
-                img = decode_rgb(read_jpeg(r))
-                images.append(self.preprocess(img))
-            except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for corrupt/truncated JPEGs
-                bad.append((r.key, f"corrupt_image: {str(exc)[:120]}"))
+        for key, single, multi in rows[unit.start : unit.stop]:
+            where = offsets.get(key)
+            if where is None:
+                bad.append((key, "missing_image: no jpg member in the shard tar"))
                 continue
-            keys.append(r.key)
-            singles.append(r.caption_single)
-            multis.append(r.caption_multi)
+            ref = SampleRef(key, unit.shard, tar, where[0], where[1], single, multi)
+            try:
+                images.append(self.preprocess(decode_rgb(read_jpeg(ref))))
+            except (OSError, ValueError, SyntaxError) as exc:  # PIL's errors for corrupt/truncated JPEGs
+                bad.append((key, f"corrupt_image: {str(exc)[:120]}"))
+                continue
+            keys.append(key)
+            singles.append(single)
+            multis.append(multi)
         texts = list(dict.fromkeys([*singles, *(m for m in multis if m)]))
         pos = {t: i for i, t in enumerate(texts)}
         return {
-            "shard": refs[0].shard,
+            "shard": unit.shard,
             "keys": keys,
             "bad": bad,
             "images": torch.stack(images) if images else None,
@@ -232,26 +263,27 @@ def score_dataset(out: Path, cfg: ScoreConfig, bundle: ClipBundle | None = None,
     summary = ScoreSummary(bundle.model_id, shards_skipped=done, batch_size=bs)
     t_start = time.perf_counter()
 
-    units: list[list[SampleRef]] = []
+    units: list[Unit] = []
     unit_count: Counter[int] = Counter()
     skipped: dict[int, Counter[str]] = defaultdict(Counter)
     empty: list[int] = []
+    total = 0
     for s in todo:
-        refs, sk = index_shard(out, s)
+        rows, sk = caption_rows(out, s)
         skipped[s].update(sk)
-        if not refs:
+        total += len(rows)
+        if not rows:
             empty.append(s)
-        for i in range(0, len(refs), bs):
-            units.append(refs[i : i + bs])
+        for i in range(0, len(rows), bs):
+            units.append(Unit(s, i, min(i + bs, len(rows))))
             unit_count[s] += 1
     for s in empty:  # nothing usable: publish an empty score file so the shard counts as scored
         summary.shards_scored += 1
         _publish_shard(out, s, bundle.model_id, [], skipped[s], t_start, cfg.save_embeddings)
     summary.skipped_rows.update(c for s in skipped for c in skipped[s].elements())
-    total = sum(len(u) for u in units)
 
     loader = torch.utils.data.DataLoader(
-        UnitStream(_Units(units, bundle.preprocess_val, bundle.tokenizer)),
+        UnitStream(_Units(out, units, bundle.preprocess_val, bundle.tokenizer)),
         batch_size=None,
         num_workers=min(cfg.workers, len(units)),
         pin_memory=bundle.device.type == "cuda",
@@ -272,6 +304,8 @@ def score_dataset(out: Path, cfg: ScoreConfig, bundle: ClipBundle | None = None,
             if batch is None:
                 break
             s = int(batch["shard"])
+            if "fatal" in batch:
+                raise InputFileError(batch["fatal"])
             t_shard.setdefault(s, time.perf_counter())
             for _key, why in batch["bad"]:
                 skipped[s][why.split(":", 1)[0]] += 1

@@ -96,11 +96,18 @@ def test_corrupt_and_missing_rows_are_skipped_and_counted(tiny_ckpt: Path, tmp_p
     samples[2].jpg = b"not a jpeg at all"
     samples[3].caption_single = ""  # missing caption
     write_shard(out, 0, samples, failed=2)
-    s = score_dataset(out, _cfg(tiny_ckpt), progress=False)
-    assert s.pairs == 2
-    assert s.skipped_rows == {"corrupt_image": 2, "missing_caption": 1}
+    tar = out / "shards" / "00000.tar"  # drop one ok sample's image from the tar
+    with tarfile.open(tar) as tf:
+        members = [(m, tf.extractfile(m).read()) for m in tf.getmembers() if m.name != f"{samples[4].key}.jpg"]
+    with tarfile.open(tar, "w") as tf:
+        for m, data in members:
+            tf.addfile(m, io.BytesIO(data))
+    s = score_dataset(out, _cfg(tiny_ckpt, workers=1), progress=False)
+    assert s.pairs == 1
+    assert s.skipped_rows == {"corrupt_image": 2, "missing_caption": 1, "missing_image": 1}
     marker = json.loads(score_paths(out, 0)["stats"].read_text())
-    assert marker["errors"] == {"corrupt_image": 2, "missing_caption": 1} and marker["skipped"] == 3
+    assert marker["errors"] == {"corrupt_image": 2, "missing_caption": 1, "missing_image": 1}
+    assert marker["skipped"] == 4 and marker["scored"] == 1
 
 
 def test_bad_input(tiny_ckpt: Path, tmp_path: Path) -> None:
@@ -154,6 +161,6 @@ def test_damaged_shard_is_a_clear_error_and_earlier_scores_stay(tiny_ckpt: Path,
     score_dataset(out, _cfg(tiny_ckpt), progress=False)
     write_shard(out, 2, make_samples(3, seed=4))
     (out / "shards" / "00002.tar").write_bytes(b"\x00garbage" * 10)
-    with pytest.raises(InputFileError, match=r"00002\.tar is unreadable"):
-        score_dataset(out, _cfg(tiny_ckpt), progress=False)
+    with pytest.raises(InputFileError, match=r"00002\.tar is unreadable"):  # found in a worker, said in one line
+        score_dataset(out, _cfg(tiny_ckpt, workers=1), progress=False)
     assert score_paths(out, 0)["stats"].is_file() and score_paths(out, 1)["stats"].is_file()
