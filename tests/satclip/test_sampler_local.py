@@ -175,3 +175,29 @@ def test_dask_local_executor_gives_the_same_output(scenes: Path, tmp_path: Path)
     for s in range(3):
         name = f"{s:05d}.tar"
         assert (tmp_path / "a" / "shards" / name).read_bytes() == (tmp_path / "b" / "shards" / name).read_bytes()
+
+
+# SatCLIP's own index.csv for three of these patches (figures/ssl4eo/example/index.csv in microsoft/satclip).
+SATCLIP_INDEX = {
+    "ssl4eo_example_images_patch_286743": (42.70915790372338, 55.39499129966318),
+    "ssl4eo_example_images_patch_322265": (-108.14226779342428, 51.18378532392021),
+    "ssl4eo_example_images_patch_511198": (133.99117085234934, 35.25271334809917),
+}
+
+
+@pytest.mark.shared_data
+def test_real_patches_centres_match_satclips_index(shared_data: Path, tmp_path: Path) -> None:
+    scenes = tmp_path / "scenes"
+    scenes.mkdir()
+    for name in SATCLIP_INDEX:
+        (scenes / f"{name}.tif").symlink_to(shared_data / "imagery" / "sentinel2" / f"{name}.tif")
+    out = tmp_path / "out"
+    sample(SampleConfig(n=9, seed=0, by="scene"), LocalScenes(scenes), out)
+    rows = _index(out)
+    assert {r["scene_id"] for r in rows} == set(SATCLIP_INDEX)
+    for r in rows:
+        lon, lat = SATCLIP_INDEX[r["scene_id"]]
+        assert float(r["lon"]) == pytest.approx(lon, abs=1e-5) and float(r["lat"]) == pytest.approx(lat, abs=1e-5)
+        with rasterio.open(out / "images" / r["fn"]) as ds, rasterio.open(scenes / f"{r['scene_id']}.tif") as src:
+            np.testing.assert_array_equal(ds.read(), src.read())
+            assert ds.transform == src.transform and ds.crs == src.crs
