@@ -39,6 +39,7 @@ def cluster(lon: float, lat: float, n: int, spread_m: float, seed: int, dated: b
             for i, (a, b, m) in enumerate(zip(lons, lats, months, strict=True))]
 
 
+@pytest.mark.slow
 def test_real_photo_locations(shared_data: Path) -> None:
     table = load_photo_table(shared_data / "ground_photos" / "im2gps3k_places365.csv")
     assert table.columns["id"] == "IMG_ID" and table.columns["indoor"] == "Prob_indoor"
