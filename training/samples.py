@@ -129,3 +129,32 @@ def ok_keys(out: Path) -> set[str]:
         t = pq.read_table(Path(out) / "shards" / f"{shard_stem(s)}.parquet", columns=["key", "status"]).to_pydict()
         keys.update(k for k, st in zip(t["key"], t["status"], strict=True) if st == "ok")
     return keys
+
+
+class RefTable:
+    """:class:`SampleRef` records stored column-wise (numpy + Arrow buffers).
+
+    A list of a million Python objects in a ``Dataset`` is copied page by page into every forked
+    DataLoader worker as reference counts are touched; flat buffers are shared for good. Indexing
+    builds the record on demand.
+    """
+
+    def __init__(self, refs: list[SampleRef]) -> None:
+        import numpy as np
+        import pyarrow as pa
+
+        self.tars = {r.shard: r.tar for r in refs}
+        self.shard = np.fromiter((r.shard for r in refs), dtype=np.int32, count=len(refs))
+        self.offset = np.fromiter((r.offset for r in refs), dtype=np.int64, count=len(refs))
+        self.size = np.fromiter((r.size for r in refs), dtype=np.int64, count=len(refs))
+        self.key = pa.array([r.key for r in refs], pa.string())
+        self.single = pa.array([r.caption_single for r in refs], pa.string())
+        self.multi = pa.array([r.caption_multi for r in refs], pa.string())
+
+    def __len__(self) -> int:
+        return len(self.shard)
+
+    def __getitem__(self, i: int) -> SampleRef:
+        s = int(self.shard[i])
+        return SampleRef(self.key[i].as_py(), s, self.tars[s], int(self.offset[i]), int(self.size[i]),
+                         self.single[i].as_py(), self.multi[i].as_py())

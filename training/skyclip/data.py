@@ -21,7 +21,7 @@ from pipeline.errors import BadInputError
 from storage.scores import finished_shards
 from storage.selection import check_selection_keys, read_selection
 from storage.split import read_split
-from training.samples import CAPTION_FIELDS, SampleRef, decode_rgb, index_dataset, ok_keys, read_jpeg
+from training.samples import CAPTION_FIELDS, RefTable, SampleRef, decode_rgb, index_dataset, ok_keys, read_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class PairDataset(Dataset):
     def __init__(self, refs: list[SampleRef], caption: str, transform: Any, tokenizer: Any, rotate: bool) -> None:
         if caption not in CAPTION_FIELDS:
             raise BadInputError(f"--caption {caption!r}: use single or multi")
-        self.refs = refs
+        self.refs = RefTable(refs)  # flat buffers: shared by forked loader workers, not copied
         self.caption = caption
         self.transform = transform
         self.tokenizer = tokenizer
