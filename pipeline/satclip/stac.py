@@ -75,10 +75,15 @@ class StacScenes:
 
     def _search(self, flt: SceneFilter, limit: int, **where: Any) -> list[Scene]:
         try:
+            from pystac_client import ConformanceClasses
+
+            # The cloud filter goes to the server only where it declares the query extension;
+            # it is applied again client-side either way (SceneFilter.keeps).
+            if self.client.conforms_to(ConformanceClasses.QUERY):
+                where = {**where, "query": {"eo:cloud_cover": {"lt": flt.max_cloud}}}
             search = self.client.search(
                 collections=[self.collection],
                 datetime=flt.datetime_range(),
-                query={"eo:cloud_cover": {"lt": flt.max_cloud}},
                 max_items=limit,
                 **where,
             )
