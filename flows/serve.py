@@ -22,10 +22,11 @@ DEFAULT_DEPLOYMENT = "default"
 
 
 def all_flows() -> list[Flow[Any, Any]]:
-    """Every flow the toolkit serves (scoring/training flows join here as their commands land)."""
+    """Every flow the toolkit serves."""
     from flows.build import build_skyscript_flow
+    from flows.steps import score_flow, train_skyclip_flow, train_tags_flow
 
-    return [build_skyscript_flow]
+    return [build_skyscript_flow, score_flow, train_skyclip_flow, train_tags_flow]
 
 
 def check_api(url: str | None, timeout_s: float = 10.0) -> str:

@@ -142,6 +142,7 @@ def test_dockerfile_installs_the_project_from_pyproject() -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_prefect_yaml_deploys_to_the_worker_pool(prefect_server: PrefectServer) -> None:
     env = prefect_server.env(SKYSCRIPT_APP_DIR=str(ROOT))
     services = raw()["services"]

@@ -24,7 +24,7 @@ from tests.ops.conftest import BIN, ROOT, child_env, free_port, stop
 from tests.osm.conftest import synthetic_elements
 from tests.osm.overpass_server import OverpassFixture
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # a loaded CI machine starts servers slowly
 SKYSCRIPT = [sys.executable, "-m", "pipeline.cli"]
 
 

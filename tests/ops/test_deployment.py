@@ -17,7 +17,7 @@ from tests.fakes import FakeArea
 from tests.ops.conftest import BIN, ROOT, PrefectServer, stop
 
 SKYSCRIPT = [sys.executable, "-m", "pipeline.cli"]
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]  # a loaded CI machine starts servers slowly
 
 
 def _deployment_ready(api: str, name: str) -> bool:
@@ -93,6 +93,11 @@ def test_bad_parameter_fails_the_run_naming_it(served: PrefectServer, ops_area: 
     assert _state(served, text) == "FAILED"
     assert "max_objects" in _logs(served, text)
     assert not (tmp_path / "o").exists()  # validation ran before any work
+
+
+def test_serve_registers_every_flow(served: PrefectServer) -> None:
+    for name in ("build-skyscript", "score-skyscript", "train-skyclip", "train-tag-classifier"):
+        assert _deployment_ready(served.api_url, f"{name}/default"), name
 
 
 def test_serve_without_a_server_is_one_line(tmp_path: Path) -> None:

@@ -50,6 +50,7 @@ def test_good_parameters_resolve(ops_area: FakeArea, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_flow_builds_scores_and_filters(prefect_server: PrefectServer, ops_area: FakeArea, tmp_path: Path) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -71,3 +72,21 @@ def test_flow_builds_scores_and_filters(prefect_server: PrefectServer, ops_area:
         kept = pq.read_table(out / "selections" / f"top{top:02d}.parquet").to_pylist()
         assert len(kept) == int(len(ok) * top / 100 + 0.5)
     assert summary["selections"] == [f"{out}/selections/top20.parquet", f"{out}/selections/top50.parquet"]
+
+    from flows.steps import score_flow
+
+    with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):  # re-filter, no re-scoring
+        score_flow(out=str(out), score_model=f"{model}:{ckpt}", top=30)
+    assert len(pq.read_table(out / "selections" / "top30.parquet")) == int(len(ok) * 0.3 + 0.5)
+
+
+def test_step_flows_check_parameters_and_build_options(tmp_path: Path) -> None:
+    from flows.steps import option_args, score_flow, train_skyclip_flow
+
+    assert option_args({"epochs": 5, "batch_size": 256, "rotate": False, "resume": True, "lr": None}) == [
+        "--epochs", "5", "--batch-size", "256", "--no-rotate", "--resume"]
+    with pytest.raises(ParameterError, match=r"^parameter out: .*run\.json"):
+        score_flow.fn(out=str(tmp_path))
+    with pytest.raises(ParameterError, match=r"^parameter caption: "):
+        (tmp_path / "shards").mkdir()
+        train_skyclip_flow.fn(data=str(tmp_path), out=str(tmp_path / "m"), caption="both")

@@ -110,6 +110,7 @@ def _chrome(binary: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)
 def test_report_in_headless_chromium_shows_map_histograms_examples(report: Path, tmp_path: Path) -> None:
     chromium = _chromium()
     probe_page = tmp_path / "probe.html"
