@@ -14,6 +14,8 @@ for _k, _v in {
     "NO_GCE_CHECK": "true",
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
     "DO_NOT_TRACK": "1",
+    # Prefect's ephemeral server can take minutes to start on a busy 2-core CI machine (issue 10).
+    "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "300",
 }.items():
     os.environ.setdefault(_k, _v)
 
