@@ -47,7 +47,7 @@ def test_torchrun_two_processes(tiny_ckpt: Path, tmp_path: Path) -> None:
     script.write_text(RUNNER)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     r = subprocess.run(
-        [torchrun, "--nproc_per_node", "2", "--master_addr", "127.0.0.1", "--master_port", "29517", str(script),
+        [torchrun, "--standalone", "--nproc_per_node", "2", str(script),
          str(cfg_dir), str(data), str(tmp_path / "run"), str(tiny_ckpt)],
         cwd=REPO, env=env, capture_output=True, text=True, timeout=240,
     )
