@@ -7,6 +7,7 @@ import json
 import re
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,7 @@ from pipeline.cli import app
 from pipeline.config import load_config
 from pipeline.report.data import collect
 from storage import shards as sh
-from tests.fakes import FakeArea
+from tests.fakes import FakeArea, make_fake_area
 
 SECRET = "hunter2-SECRET-VALUE"
 
@@ -29,9 +30,12 @@ SECRET = "hunter2-SECRET-VALUE"
 @pytest.fixture(scope="module")
 def built(ops_area: FakeArea, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small build, scored with known scores (the scorer's file layout), and a secret in run.json."""
-    out = tmp_path_factory.mktemp("report") / "out"
+    root = tmp_path_factory.mktemp("report")
+    out = root / "out"
+    # Imagery over only part of the area, so some rows fail (no_imagery) and the report lists why.
+    part = make_fake_area(root / "part", seed=2, n_buildings=4, size_m=90.0)
     cfg = load_config(None, preset="tiny", max_objects=20)
-    build(BuildInputs(osm=str(ops_area.osm), imagery=f"local:{ops_area.imagery_dir}", out=str(out)), cfg,
+    build(BuildInputs(osm=str(ops_area.osm), imagery=f"local:{part.imagery_dir}", out=str(out)), cfg,
           log=lambda _m: None)
     keys = [r["key"] for r in sh.read_rows(out / "shards").to_pylist() if r["status"] == "ok"]
     scores = np.random.default_rng(0).normal(0.25, 0.04, len(keys))
@@ -66,6 +70,8 @@ def test_report_data_matches_the_shards(built: Path) -> None:
     for pct, value in cuts.items():  # the global threshold keeps that top fraction
         assert abs((d.scores >= value).mean() - pct / 100) <= 1 / len(d.scores) + 1e-9
     assert d.tags_reaching(1) == len(d.tag_counts) >= d.tags_reaching(10)
+    failed = Counter(r["error_code"] or "failed" for r in rows if r["status"] != "ok")
+    assert d.failures == failed and sum(failed.values()) > 0
 
 
 def test_report_is_self_contained_and_has_every_section(report: Path) -> None:
@@ -78,6 +84,7 @@ def test_report_is_self_contained_and_has_every_section(report: Path) -> None:
     assert "≥ 1,000 samples" in text
     assert SECRET not in text and SECRET not in html_lib.unescape(text)
     assert "prefect" in text  # versions table
+    assert "no_imagery" in text and "No failed rows" not in text
 
 
 def test_missing_run_json_is_one_line(tmp_path: Path) -> None:
@@ -131,7 +138,7 @@ def test_report_in_headless_chromium_shows_map_histograms_examples(report: Path,
     for kind, x, y, w, h in figs + cards:
         assert w > 100 and h > 100, (kind, w, h)
         region = image[int(y) : int(y + h), int(x) : int(x + w)]
-        assert region.size and region.std() > 12, f"{kind} region at y={y:.0f} looks blank"
+        assert region.size and region.std() > 4, f"{kind} region at y={y:.0f} looks blank"
         assert len(np.unique(region.round(-1))) >= 5, f"{kind} region at y={y:.0f} has almost one colour"
     blank_band = image[: int(figs[0][2]) - 5, :][:, :40]  # the left margin above the map: the page's background
     assert blank_band.std() < 3  # ...which shows the check above can tell blank from drawn
