@@ -38,7 +38,16 @@ from pipeline.cache import cache_dir
 from pipeline.config import ImageryConfig
 from pipeline.errors import BadInputError, ImageryError
 from pipeline.imagery.catalog import CatalogEntry
-from pipeline.imagery.remote import NO_IMAGERY, Scene, check_empty, imagery_error, linear_uint8, order_scenes
+from pipeline.imagery.remote import (
+    NO_IMAGERY,
+    Scene,
+    check_empty,
+    date_window,
+    effective_pick,
+    imagery_error,
+    linear_uint8,
+    order_scenes,
+)
 from pipeline.imagery.slots import RequestSlots
 from pipeline.records import Chip, ChipRequest
 from pipeline.retry import Retryable, RetryPolicy, retry_call
@@ -258,17 +267,14 @@ class GeeSource:
             return ee.Dictionary({"ids": ee.List([img.get("system:id")]),
                                   "times": ee.List([img.get("system:time_start")])})
         col = ee.ImageCollection(entry.id).filterBounds(ee.Geometry.Rectangle(list(bbox), None, False))
-        start, end = entry.dates
-        if entry.pick == "closest-to-date" and date:
-            target = _dt.date.fromisoformat(date[:10])
-            lo, hi = (target - _dt.timedelta(days=366)).isoformat(), (target + _dt.timedelta(days=366)).isoformat()
-            start, end = max(start or lo, lo), min(end or hi, hi)
+        pick = effective_pick(entry.pick, date)
+        start, end = date_window(*entry.dates, date) if pick == "closest-to-date" else entry.dates
         if start or end:
             stop = (_dt.date.fromisoformat(end) + _dt.timedelta(days=1)).isoformat() if end else "2200-01-01"
             col = col.filterDate(start or "1970-01-01", stop)
         if entry.max_cloud is not None and entry.cloud_property:
             col = col.filter(ee.Filter.lte(entry.cloud_property, entry.max_cloud))
-        if entry.pick == "least-cloudy" and entry.cloud_property:
+        if pick == "least-cloudy" and entry.cloud_property:
             col = col.sort(entry.cloud_property)
         else:
             col = col.sort("system:time_start", False)
@@ -303,7 +309,7 @@ class GeeSource:
         clouds = meta.get("clouds") or [None] * len(ids)
         scenes = [Scene(str(i), _iso(t), None if c is None else float(c))
                   for i, t, c in zip(ids, times, clouds, strict=False) if i]
-        return order_scenes(scenes, entry.pick, date)
+        return order_scenes(scenes, effective_pick(entry.pick, date), date)
 
     def pixels(self, entry: CatalogEntry, image_ids: Sequence[str], request: ChipRequest) -> np.ndarray:
         """(3, H, W) float32 on the request grid, NaN where no image has data."""

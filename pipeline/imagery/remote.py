@@ -44,10 +44,31 @@ def _when(text: str | None) -> float:
     return dt.timestamp()
 
 
+DATE_WINDOW_DAYS = 366  # a dated request searches this far either side of its date
+
+
+def effective_pick(pick: str, date: str | None) -> str:
+    """A request that names a target date (a GRAFT tile's photo date) asks for the acquisition
+    closest to it, whatever the collection's default pick; without a date the catalog's pick holds."""
+    return "closest-to-date" if date else pick
+
+
+def date_window(start: str | None, end: str | None, date: str | None) -> tuple[str | None, str | None]:
+    """The collection's date range narrowed to ``DATE_WINDOW_DAYS`` around ``date`` (when given)."""
+    if not date:
+        return start, end
+    target = _dt.date.fromisoformat(date[:10])
+    lo = (target - _dt.timedelta(days=DATE_WINDOW_DAYS)).isoformat()
+    hi = (target + _dt.timedelta(days=DATE_WINDOW_DAYS)).isoformat()
+    return (max(start, lo) if start else lo), (min(end, hi) if end else hi)
+
+
 def order_scenes(scenes: Sequence[Scene], pick: str, date: str | None = None) -> list[Scene]:
     """Scenes best first for ``pick`` (the mosaic fills gaps of the first from the next ones).
 
-    Ties break on the id so the order never depends on the server's.
+    ``closest-to-date``: nearest in days to ``date``, the clearer first on the same day (scenes
+    over the cloud threshold were filtered out by the search). Ties break on the id so the order
+    never depends on the server's.
     """
     if pick == "most-recent":
         return sorted(scenes, key=lambda s: (-_when(s.datetime), s.id))
@@ -55,7 +76,11 @@ def order_scenes(scenes: Sequence[Scene], pick: str, date: str | None = None) ->
         return sorted(scenes, key=lambda s: (float("inf") if s.cloud is None else s.cloud, -_when(s.datetime), s.id))
     if pick == "closest-to-date":
         target = _when(date) if date else _dt.datetime.now(_dt.UTC).timestamp()
-        return sorted(scenes, key=lambda s: (abs(_when(s.datetime) - target), s.id))
+        return sorted(
+            scenes,
+            key=lambda s: (round(abs(_when(s.datetime) - target) / 86400.0),
+                           float("inf") if s.cloud is None else s.cloud, s.id),
+        )
     raise ImageryError(f"unknown pick {pick!r}")
 
 

@@ -28,7 +28,16 @@ from pipeline.cache import cache_dir
 from pipeline.errors import BadInputError, ImageryError
 from pipeline.imagery.catalog import PC_SIGN_URL, CatalogEntry
 from pipeline.imagery.http import HttpPolicy, gdal_env, make_retry
-from pipeline.imagery.remote import NO_IMAGERY, Scene, check_empty, imagery_error, linear_uint8, order_scenes
+from pipeline.imagery.remote import (
+    NO_IMAGERY,
+    Scene,
+    check_empty,
+    date_window,
+    effective_pick,
+    imagery_error,
+    linear_uint8,
+    order_scenes,
+)
 from pipeline.records import Chip, ChipRequest
 from pipeline.seams import Coverage
 
@@ -149,8 +158,10 @@ class StacSource:
             self._local.client = client
         return client
 
-    def _params(self, entry: CatalogEntry, bbox: tuple[float, float, float, float]) -> dict[str, Any]:
-        start, end = entry.dates
+    def _params(
+        self, entry: CatalogEntry, bbox: tuple[float, float, float, float], date: str | None = None
+    ) -> dict[str, Any]:
+        start, end = date_window(*entry.dates, date)
         params: dict[str, Any] = {
             "collections": [entry.remote_id],
             "bbox": [round(float(v), 7) for v in bbox],
@@ -166,7 +177,7 @@ class StacSource:
         self, entry: CatalogEntry, bbox: tuple[float, float, float, float], date: str | None = None
     ) -> tuple[list[Scene], dict[str, dict[str, Any]]]:
         """Items of ``entry`` intersecting ``bbox``, best first by its pick; cached by request."""
-        params = self._params(entry, bbox)
+        params = self._params(entry, bbox, date)
         blob = json.dumps([self.url, params], sort_keys=True).encode()
         path = cache_dir("stac") / f"{hashlib.sha256(blob).hexdigest()[:24]}.json"
         features = None
@@ -191,7 +202,7 @@ class StacSource:
         items = {f["id"]: f for f in features}
         cloud = entry.cloud_property or "eo:cloud_cover"  # recorded when the items carry it
         scenes = [Scene(f["id"], f["properties"].get("datetime"), f["properties"].get(cloud)) for f in features]
-        return order_scenes(scenes, entry.pick, date), items
+        return order_scenes(scenes, effective_pick(entry.pick, date), date), items
 
     # -- pixels ---------------------------------------------------------------------------------
     def _sign(self, entry: CatalogEntry, href: str) -> str:

@@ -194,3 +194,21 @@ def test_router_uses_only_given_sources(tmp_path: Path) -> None:
         ImageryRouter(["stac:http://127.0.0.1:9/stac"], IMAGERY, connect=False)
     with pytest.raises(BadInputError, match="unknown scheme"):
         parse_spec("s3:bucket/prefix")
+
+
+def test_a_dated_request_picks_the_closest_then_clearest_scene() -> None:
+    """GRAFT's rule: the acquisition closest to the tile date (under the cloud filter), clearer first."""
+    from pipeline.imagery.remote import Scene, date_window, effective_pick, order_scenes
+
+    scenes = [
+        Scene("far-clear", "2020-01-01T10:00:00Z", 0.0),
+        Scene("near-cloudy", "2020-06-14T10:00:00Z", 15.0),
+        Scene("near-clear", "2020-06-14T10:05:00Z", 2.0),
+        Scene("later", "2020-06-20T10:00:00Z", 1.0),
+    ]
+    pick = effective_pick("least-cloudy", "2020-06-15")
+    assert pick == "closest-to-date" and effective_pick("least-cloudy", None) == "least-cloudy"
+    assert [s.id for s in order_scenes(scenes, pick, "2020-06-15")][:3] == ["near-clear", "near-cloudy", "later"]
+    assert order_scenes(scenes, "least-cloudy")[0].id == "far-clear"
+    assert date_window("2019-01-01", None, "2020-06-15") == ("2019-06-15", "2021-06-16")
+    assert date_window(None, None, None) == (None, None)
