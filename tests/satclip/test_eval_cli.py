@@ -105,10 +105,16 @@ def test_cli_sample_train_eval(tmp_path: Path) -> None:
             "32",
             "--embed-dim",
             "16",
+            "--val-fraction",
+            "0.5",
         ],
     )
     assert r.exit_code == 0, r.output
     assert (run / "last.ckpt").is_file()
+    summary = [
+        json.loads(x)["epoch_summary"] for x in (run / "metrics.jsonl").read_text().splitlines() if "epoch_summary" in x
+    ]
+    assert summary[-1]["samples"] == 2 and summary[-1]["val_samples"] == 2 and summary[-1]["val_loss"] > 0
     r = runner.invoke(app, ["train", "satclip", "--data", str(tmp_path / "none"), "--out", str(run)])
     assert r.exit_code == 2 and "index.csv" in r.output
     table = _table(tmp_path / "t.csv", n=120)

@@ -21,7 +21,8 @@ from training.satclip.vision import build_vision, moco_weights
 def tiny(data: Path, out: Path, **kw: object) -> TrainConfig:
     base = TrainConfig(
         data=str(data), out=str(out), vision="vit", legendre=10, epochs=15, batch_size=8, accumulate=1, lr=3e-3,
-        image_size=64, vit_patch=32, vit_width=32, vit_layers=1, capacity=32, embed_dim=16, augment=False, seed=0,
+        image_size=64, vit_patch=32, vit_width=32, vit_layers=1, capacity=32, embed_dim=16, augment=False,
+        val_fraction=0.0, seed=0,
     )  # fmt: skip
     return replace(base, **kw)  # type: ignore[arg-type]
 

@@ -48,6 +48,9 @@ def train_satclip_command(
     no_augment: Annotated[
         bool, typer.Option("--no-augment", help="No flips, random crops or coordinate jitter.")
     ] = False,
+    val_fraction: Annotated[
+        float, typer.Option("--val-fraction", help="Patches held out for a validation loss (SatCLIP: 0.1).")
+    ] = 0.1,
     no_amp: Annotated[bool, typer.Option("--no-amp", help="Disable mixed precision (CUDA only anyway).")] = False,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda, cuda:N.")] = "auto",
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -61,6 +64,7 @@ def train_satclip_command(
         accumulate=accumulate, lr=lr, weight_decay=weight_decay, embed_dim=embed_dim, capacity=capacity,
         num_hidden_layers=hidden_layers, sh_quirk=sh_quirk, image_size=image_size, vit_width=vit_width,
         vit_layers=vit_layers, vit_patch=vit_patch, pretrained=not no_pretrained, augment=not no_augment,
+        val_fraction=val_fraction,
         amp=not no_amp, device=device,
         seed=seed, workers=workers,
     )  # fmt: skip

@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
 from pipeline.errors import BadInputError, OutputConflictError
 from training.satclip import checkpoint
@@ -49,6 +50,7 @@ class TrainConfig:
     vit_patch: int = 32
     pretrained: bool = True
     augment: bool = True  # flips, random crops, coordinate jitter (SatCLIP's training transform)
+    val_fraction: float = 0.1  # held out (seeded random split, as SatCLIP's data module)
     amp: bool = True
     device: str = "auto"
     seed: int = 0
@@ -59,6 +61,8 @@ class TrainConfig:
             raise BadInputError(f"--legendre must be 10 or 40 (or 1..100), got {self.legendre}")
         if self.epochs < 1 or self.batch_size < 2 or self.accumulate < 1:
             raise BadInputError("--epochs >= 1, --batch-size >= 2 (the loss needs negatives), --accumulate >= 1")
+        if not 0 <= self.val_fraction < 1:
+            raise BadInputError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if not 1 <= self.image_size <= 256:
             raise BadInputError(f"--image-size must be in 1..256 (patches are 256 px), got {self.image_size}")
 
@@ -98,17 +102,25 @@ def _crop(img: torch.Tensor, size: int, gen: torch.Generator, random: bool = Tru
 
 
 @torch.no_grad()
-def eval_loss(model: SatCLIPModel, data: S2Patches, cfg: TrainConfig, device: torch.device, limit: int = 512) -> float:
-    """Loss on the first ``limit`` patches without augmentation, dropout or jitter (a fixed yardstick)."""
+def eval_loss(
+    model: SatCLIPModel,
+    data: S2Patches,
+    cfg: TrainConfig,
+    device: torch.device,
+    indices: list[int] | None = None,
+    limit: int = 512,
+) -> float:
+    """Loss on the first ``limit`` of ``indices`` without augmentation, dropout or jitter (a fixed yardstick)."""
     was = model.training
     model.eval()
     aug = data.augment
     data.augment = False
     try:
-        n = min(len(data), limit)
+        chosen = (list(range(len(data))) if indices is None else indices)[:limit]
+        n = len(chosen)
         losses, weights = [], []
         for start in range(0, n, cfg.batch_size):
-            idx = range(start, min(n, start + cfg.batch_size))
+            idx = chosen[start : min(n, start + cfg.batch_size)]
             if len(idx) < 2:
                 break
             items = [data[i] for i in idx]
@@ -133,6 +145,10 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict[str, Any]:
     data = S2Patches(cfg.data, channels=in_channels(cfg.vision), augment=cfg.augment, seed=cfg.seed)
     if len(data) < 2:
         raise BadInputError(f"{cfg.data} holds {len(data)} patch(es); contrastive training needs at least 2")
+    perm = np.random.default_rng(cfg.seed).permutation(len(data)).tolist()
+    n_val = int(len(data) * cfg.val_fraction)
+    n_val = n_val if n_val >= 2 and len(data) - n_val >= 2 else 0  # the loss needs 2 pairs a side
+    val_idx, train_idx = sorted(perm[:n_val]), sorted(perm[n_val:])
     model = build_model(cfg).to(device)
     opt = torch.optim.AdamW(param_groups(model, cfg.weight_decay), lr=cfg.lr)
     hparams = checkpoint.hyper_parameters(cfg, in_channels(cfg.vision))
@@ -147,18 +163,18 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict[str, Any]:
         start_epoch, step = int(ckpt["epoch"]) + 1, int(ckpt["global_step"])
     gen = torch.Generator().manual_seed(cfg.seed + start_epoch)
     loader = DataLoader(
-        data,
+        Subset(data, train_idx),
         batch_size=cfg.batch_size,
         shuffle=True,
         generator=gen,
         num_workers=cfg.workers,
-        drop_last=len(data) % cfg.batch_size == 1,
+        drop_last=len(train_idx) % cfg.batch_size == 1,
     )
     use_amp = cfg.amp and device.type == "cuda"
     amp_dtype = torch.bfloat16 if use_amp and torch.cuda.is_bf16_supported() else torch.float16
     scaler = torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16)
     history: list[dict[str, Any]] = []
-    initial = eval_loss(model, data, cfg, device)
+    initial = eval_loss(model, data, cfg, device, train_idx)
     log = open(out / "metrics.jsonl", "a")  # noqa: SIM115 - closed below
     try:
         for epoch in range(start_epoch, cfg.epochs):
@@ -195,9 +211,11 @@ def train(cfg: TrainConfig, progress: bool = False) -> dict[str, Any]:
             summary = {
                 "epoch": epoch,
                 "loss": sum(losses) / len(losses),
-                "eval_loss": eval_loss(model, data, cfg, device),
+                "eval_loss": eval_loss(model, data, cfg, device, train_idx),
+                "val_loss": eval_loss(model, data, cfg, device, val_idx) if val_idx else None,
                 "seconds": round(time.perf_counter() - t0, 3),
-                "samples": len(data),
+                "samples": len(train_idx),
+                "val_samples": len(val_idx),
             }
             history.append(summary)
             log.write(json.dumps({"epoch_summary": summary}) + "\n")
