@@ -83,6 +83,7 @@ class WorkerContext:
     tag_model: str | None
     cfg: BuildConfig
     imagery_source: Any = field(default=None, compare=False)
+    tag_embedder: str = "minilm"  # the resolved embedder of the auto tag model (never "auto")
 
 
 @dataclass(frozen=True)
@@ -201,7 +202,8 @@ def prepare_run(
     imagery = make_imagery_source(inputs.imagery, cfg.imagery)
     if inputs.tag_model is None and cfg.caption.unknown_tags == "model":
         inputs = dataclasses.replace(inputs, tag_model="auto")
-    vis = load_visibility(inputs.tag_model)
+    embedder = _tag_embedder(out, inputs, cfg)
+    vis = load_visibility(inputs.tag_model, embedder=embedder)
     identity = build_identity(inputs, cfg, osm_source, imagery, vis)
     fp = runinfo.fingerprint(identity)
     if overwrite:
@@ -219,7 +221,7 @@ def prepare_run(
         "sources": {"osm": osm_source.describe(), "imagery": imagery.describe(), "visibility": vis.describe()},
         "identity": identity,
     }
-    for k in ("n_objects", "n_planned", "n_shards", "acquire_seconds", "plan_seconds"):
+    for k in ("n_objects", "n_planned", "n_shards", "acquire_seconds", "plan_seconds", "tag_classifier"):
         if prev and k in prev:
             run[k] = prev[k]
     runinfo.write_json_atomic(out / "run.json", run)  # claims the folder before any other output
@@ -235,11 +237,44 @@ def prepare_run(
             raise
     tasks = [ShardTask(i, ks) for i, ks in enumerate(keys)]
     run.update(n_planned=sum(len(t.keys) for t in tasks), n_shards=len(tasks))
+    embedder = _record_embedder(run, vis, embedder)
     runinfo.write_json_atomic(out / "run.json", run)
     shard_io.sweep_temporaries(out / "shards")
     ctx = WorkerContext(out=str(out), imagery=inputs.imagery, tag_model=inputs.tag_model, cfg=cfg,
-                        imagery_source=imagery)
+                        imagery_source=imagery, tag_embedder=embedder)
     return RunPlan(inputs=inputs, cfg=cfg, context=ctx, tasks=tasks, run=run)
+
+
+def _tag_embedder(out: Path, inputs: BuildInputs, cfg: BuildConfig) -> str:
+    """The embedder of the default tag model: the configured one, or for ``auto`` the decision an
+    earlier run of this build recorded (so a CLIP download between two runs never changes the model a
+    build was planned with). Otherwise ``auto`` stays undecided until a tag actually needs the model:
+    builds whose tags are all labelled never look for CLIP weights."""
+    wanted = cfg.tag_classifier.embedder
+    if inputs.tag_model != "auto" or wanted != "auto":
+        return wanted
+    try:
+        prev = runinfo.read_run(out) or {}
+    except SkyScriptError:
+        prev = {}  # an unreadable run.json is refused a moment later, naming it
+    recorded = (prev.get("tag_classifier") or {}).get("embedder")
+    return str(recorded) if recorded in ("clip", "minilm") else wanted
+
+
+def _record_embedder(run: dict[str, Any], vis: TagVisibility, embedder: str) -> str:
+    """Write the tag model's embedder (and why) into run.json; the concrete name for the workers."""
+    from tag_classifier.auto_model import AutoModel
+
+    model = getattr(vis, "model", None)
+    if not isinstance(model, AutoModel):
+        return embedder  # labels only, or a trained --tag-model folder that names its own embedder
+    resolved = model.embedder
+    if resolved == "auto":
+        run.setdefault("tag_classifier", {"embedder": None, "reason": "not needed yet: every tag so far is labelled"})
+        return "auto"
+    reason = getattr(model, "reason", "") or (run.get("tag_classifier") or {}).get("reason") or "configured"
+    run["tag_classifier"] = {"embedder": resolved, "reason": reason}
+    return str(resolved)
 
 
 def _plan_fresh(
@@ -272,8 +307,8 @@ class _Resources:
 
 
 @lru_cache(maxsize=4)
-def _visibility(tag_model: str | None) -> TagVisibility:
-    return load_visibility(tag_model)
+def _visibility(tag_model: str | None, embedder: str) -> TagVisibility:
+    return load_visibility(tag_model, embedder=embedder)
 
 
 @lru_cache(maxsize=4)
@@ -286,7 +321,7 @@ def _resources(ctx: WorkerContext) -> _Resources:
     imagery = ctx.imagery_source
     if imagery is None:
         imagery = _imagery_from_spec(ctx.imagery, ctx.cfg.imagery)
-    return _Resources(imagery=imagery, vis=_visibility(ctx.tag_model))
+    return _Resources(imagery=imagery, vis=_visibility(ctx.tag_model, ctx.tag_embedder))
 
 
 @lru_cache(maxsize=64)

@@ -190,6 +190,18 @@ class CaptionConfig:
 
 
 @dataclass(frozen=True)
+class TagClassifierConfig:
+    """The model that decides tags without a label (caption.unknown_tags: model)."""
+
+    # auto: CLIP ViT-L/14 text embeddings when its weights are cached or downloadable (as SkyScript
+    # did), the offline MiniLM otherwise; decided once per build and recorded in run.json.
+    embedder: str = "auto"
+
+    def __post_init__(self) -> None:
+        _one_of("embedder", self.embedder, ("auto", "clip", "minilm"))
+
+
+@dataclass(frozen=True)
 class ShardConfig:
     """Writer settings."""
 
@@ -239,6 +251,8 @@ class BuildConfig:
     caption: CaptionConfig = field(default_factory=CaptionConfig)
     shards: ShardConfig = field(default_factory=ShardConfig)
     imagery: ImageryConfig = field(default_factory=ImageryConfig)
+    # The *resolved* embedder enters the identity (through the visibility description), not "auto".
+    tag_classifier: TagClassifierConfig = field(default_factory=TagClassifierConfig, metadata=OPERATIONAL)
 
     def __post_init__(self) -> None:
         _at_least("seed", self.seed, 0)

@@ -240,8 +240,9 @@ class CachedEmbedder:
 
 
 def default_cache_path() -> Path:
-    root = os.environ.get("SKYSCRIPT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "skyscript")
-    return Path(root) / "embeddings.sqlite"
+    from pipeline.cache import cache_root
+
+    return cache_root() / "embeddings.sqlite"
 
 
 AUTO_CLIP = ("ViT-L-14", "openai")  # SkyScript decided tag visibility on CLIP ViT-L/14 text embeddings

@@ -155,12 +155,12 @@ class LabelVisibility:
         return max(mg for _k, mg in ground)
 
 
-def load_visibility(model_dir: str | Path | None = None) -> TagVisibility:
+def load_visibility(model_dir: str | Path | None = None, embedder: str = "minilm") -> TagVisibility:
     """Labels only when ``model_dir`` is None; labels plus the trained model in ``model_dir`` otherwise.
 
     ``model_dir="auto"``: the default model for these labels, trained on first need and cached
-    (:mod:`tag_classifier.auto_model`). The model must have been trained on the same labels
-    file it is used with (checked by hash).
+    (:mod:`tag_classifier.auto_model`) on ``embedder`` (a concrete name: resolve ``auto`` first).
+    The model must have been trained on the same labels file it is used with (checked by hash).
     """
     labels = load_labels()
     if model_dir is None:
@@ -168,7 +168,7 @@ def load_visibility(model_dir: str | Path | None = None) -> TagVisibility:
     if str(model_dir) == "auto":
         from tag_classifier.auto_model import AutoModel
 
-        return LabelVisibility(labels, model=AutoModel(labels))
+        return LabelVisibility(labels, model=AutoModel(labels, embedder=embedder))
     from tag_classifier.model import load_model  # heavy: numpy + the embedder on first use
 
     model = load_model(model_dir, labels=labels)

@@ -292,3 +292,25 @@ def test_images_per_object_gives_one_sample_per_collection(area: FakeArea, tmp_p
         assert "." not in k
     rows = sh.read_rows(out / "shards").to_pylist()
     assert len({r["key"] for r in rows}) == len(rows)  # unique keys, failures included
+
+
+def test_auto_tag_embedder_is_decided_once_on_need_and_recorded(
+    area: FakeArea, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tag_classifier.embedders as emb
+    from tag_classifier.auto_model import AutoModel
+
+    calls: list[int] = []
+
+    def fake_resolve(*_a: object, **_k: object) -> emb.AutoDecision:
+        calls.append(1)
+        return emb.AutoDecision("minilm", "minilm: CLIP ViT-L-14 openai weights are not cached (test)")
+
+    monkeypatch.setattr(emb, "resolve_auto", fake_resolve)
+    out = tmp_path / "o"
+    build(_inputs(area, out), _tiny(), log=_quiet)  # every tag of the fake area is labelled
+    run = json.loads((out / "run.json").read_text())
+    assert calls == [] and run["tag_classifier"]["embedder"] is None  # never needed, never looked for
+    model = AutoModel(__import__("tag_classifier.labels", fromlist=["x"]).load_labels(), embedder="auto")
+    assert model.resolve() == "minilm" and model.resolve() == "minilm" and calls == [1]  # decided once
+    assert "not cached" in model.reason
