@@ -174,12 +174,18 @@ def eval_zeroshot_command(
     limit: Annotated[int, typer.Option("--limit", help="Evaluate at most N images (0 = all).")] = 0,
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results JSON here.")] = None,
 ) -> None:
-    """Zero-shot scene classification (prompt templates) -> top-1 accuracy."""
+    """Zero-shot scene classification (prompt templates) -> top-1 accuracy.
+
+    Any open_clip checkpoint, the original CLIP, or a GRAFT checkpoint (its image encoder with the
+    CLIP text encoder it was aligned to, as GRAFT evaluates).
+    """
     from training.evaluate.zeroshot import ZeroShotConfig, evaluate_zeroshot
+    from training.graft.zeroshot import is_graft_checkpoint, load_graft_bundle
 
     cfg = ZeroShotConfig(checkpoint=checkpoint, dataset=dataset, model=model, root=root, device=device,
                          batch_size=batch_size, workers=workers, limit=limit)
-    _report(evaluate_zeroshot(cfg), json_out, f"zero-shot on {dataset}")
+    bundle = load_graft_bundle(checkpoint, device=device) if is_graft_checkpoint(checkpoint) else None
+    _report(evaluate_zeroshot(cfg, bundle=bundle), json_out, f"zero-shot on {dataset}")
 
 
 def register(app: typer.Typer) -> None:

@@ -160,6 +160,12 @@ def test_tiny_run_lowers_the_loss_and_checkpoint_serves_zeroshot(tiny_teacher: P
                                           workers=0), bundle=load_graft_bundle(res.checkpoint, device="cpu"))
     assert zs["images"] == 6 and zs["classes"] == 2 and 0.0 <= zs["top1"] <= 1.0
     assert zs["model"].startswith(f"graft:{TINY}")
+    # ... and so does `skyscript eval zeroshot`, which recognises a GRAFT checkpoint by itself.
+    cli = CliRunner().invoke(app, ["eval", "zeroshot", "--checkpoint", str(res.checkpoint), "--dataset",
+                                   str(tmp_path / "zs"), "--device", "cpu", "--workers", "0",
+                                   "--json", str(tmp_path / "zs.json")])
+    assert cli.exit_code == 0, cli.output
+    assert json.loads((tmp_path / "zs.json").read_text())["model"].startswith(f"graft:{TINY}")
     assert not torch.allclose(model.encode_image(img), torch.nn.functional.normalize(teacher.encode_image(img), dim=-1))
 
 
