@@ -150,7 +150,7 @@ def validate(
     try:
         cfg = load_config(config_path, preset=preset_name, seed=seed, max_objects=n)
     except SkyScriptError as exc:
-        name = "preset" if "preset" in str(exc) and config_path is None else "config"
+        name = "preset" if config_path is None or "preset" in str(exc) else "config"
         raise _fail(name, str(exc)) from None
     model = _text("score_model", score_model, required=False)
     tops = _tops(top)
