@@ -91,7 +91,7 @@ def build_skyscript_flow(
     """Build SkyScript-style shards (same parameters as ``skyscript build``), then score and filter.
 
     osm: OSM file (.osm.pbf/.osm/.osm.bz2/objects.parquet), pbf:FILE or overpass:URL.
-    imagery: local:DIR (one spec, or a one-element list).
+    imagery: local:DIR, gee:PROJECT or stac:URL, or a list of them (the catalog picks per object).
     out: output folder; re-running with the same parameters resumes.
     score_model: open_clip model (e.g. ViT-L-14 or ViT-L-14:openai); null skips scoring and filtering.
     top: percentages kept by the filter step (default 20, 30, 50).

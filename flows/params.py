@@ -25,7 +25,7 @@ class BuildParams:
     """The validated parameters of one build run (what the tasks receive)."""
 
     osm: str
-    imagery: str
+    imagery: str | tuple[str, ...]
     out: str
     bbox: BBox | None
     cfg: BuildConfig
@@ -54,21 +54,19 @@ def _text(name: str, value: Any, required: bool = True) -> str | None:
     return value.strip()
 
 
-def _imagery(value: Any) -> str:
-    """One spec, or a list of specs; the build reads one source per run today."""
+def _imagery(value: Any) -> str | tuple[str, ...]:
+    """One spec, or a list of them (the catalog router picks per object, as ``--imagery`` repeated)."""
     specs = [value] if isinstance(value, str) else list(value) if isinstance(value, list | tuple) else None
     if not specs or not all(isinstance(s, str) and s.strip() for s in specs):
         raise _fail("imagery", f"must be a source spec such as local:DIR (or a list of them), got {value!r}")
-    if len(specs) > 1:
-        raise _fail("imagery", f"{len(specs)} sources given; a build reads one imagery source per run, so start "
-                    "one run per source with its own out folder")
+    specs = [s.strip() for s in specs]
     from pipeline.imagery import make_imagery_source
 
-    try:
-        make_imagery_source(specs[0])
+    try:  # parses every spec and indexes local folders; no request to a remote service yet
+        make_imagery_source(specs[0] if len(specs) == 1 else tuple(specs), connect=False)
     except SkyScriptError as exc:
         raise _fail("imagery", str(exc)) from None
-    return str(specs[0]).strip()
+    return specs[0] if len(specs) == 1 else tuple(specs)
 
 
 def _osm(value: Any) -> str:

@@ -23,7 +23,8 @@ def _good(area: FakeArea, tmp_path: Path) -> dict[str, Any]:
     [
         ({"osm": "/nonexistent/x.osm.pbf"}, "osm"),
         ({"imagery": "ftp:/x"}, "imagery"),
-        ({"imagery": ["local:/a", "local:/b"]}, "imagery"),
+        ({"imagery": ["local:/nonexistent/a", "ftp:/b"]}, "imagery"),
+        ({"imagery": []}, "imagery"),
         ({"bbox": "10,0,5,1"}, "bbox"),
         ({"max_objects": -3}, "max_objects"),
         ({"max_objects": "many"}, "max_objects"),
@@ -47,6 +48,8 @@ def test_good_parameters_resolve(ops_area: FakeArea, tmp_path: Path) -> None:
                  top=30, preset="tiny", bbox="32.5,0.3,32.6,0.4")
     assert p.imagery == f"local:{ops_area.imagery_dir}" and p.cfg.max_objects == 5 and p.top == (30,)
     assert p.score_model is None and p.bbox is not None and p.bbox.west == 32.5
+    two = validate(**{**_good(ops_area, tmp_path), "imagery": [f"local:{ops_area.imagery_dir}"] * 2})
+    assert two.imagery == (f"local:{ops_area.imagery_dir}",) * 2  # the catalog router's input
 
 
 @pytest.mark.slow
