@@ -66,7 +66,7 @@ def test_chips_around_real_buildings(oam: LocalRasterSource, shared_data: Path) 
         assert req.image_id.endswith("_z21.tif")  # the finest raster is chosen
         chip = oam.read(req)
         assert chip.pixels.shape == (req.height, req.width, 3) and chip.pixels.dtype == np.uint8
-        assert chip.provenance["empty_fraction"] < 1e-3  # a stray pure-black pixel at most
+        assert chip.provenance["empty_fraction"] < 0.01  # a few pure-black pixels at most (shadows, edges)
         assert chip.pixels.mean() > 20 and chip.pixels.std() > 5  # real imagery, not black or flat
         col, row, w, h = chip.provenance["src_window"]
         info = next(r for r in oam.rasters if r.image_id == req.image_id)
