@@ -7,12 +7,24 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    Task,
+    TaskID,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
 
 from pipeline.cli_util import friendly_errors
 from pipeline.config import load_config
 from pipeline.errors import BadInputError
-from pipeline.executors import EXECUTORS_HELP, parse_executor
+from pipeline.executors import EXECUTORS_HELP, check_executor
 from pipeline.geo import BBox
 
 if TYPE_CHECKING:
@@ -20,6 +32,14 @@ if TYPE_CHECKING:
     from pipeline.config import BuildConfig
 
 console = Console(stderr=True)
+
+
+class RateColumn(ProgressColumn):
+    """Items per second (rich's own speed columns are for bytes)."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("  -.-/s" if speed is None else f"{speed:6.1f}/s", style="cyan")
 
 
 @friendly_errors
@@ -52,7 +72,7 @@ def build_command(
     if max_objects is not None and max_objects <= 0:
         raise BadInputError(f"--max-objects must be positive, got {max_objects}")
     box = BBox.parse(bbox) if bbox else None
-    parse_executor(executor)  # fail before any work is done
+    check_executor(executor)  # fail before any work is done (an absent Dask scheduler included)
     cfg = load_config(config, preset=preset, seed=seed, max_objects=max_objects)
     from pipeline.build import BuildInputs
 
@@ -85,7 +105,8 @@ def run_with_progress(inputs: BuildInputs, cfg: BuildConfig, *, overwrite: bool,
     from pipeline.build import RunPlan, build
 
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+        RateColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
         console=console, transient=False,
     ) as progress:
         bar: dict[str, TaskID] = {}  # created once the plan is known, so errors before it show no empty bar
