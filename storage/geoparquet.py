@@ -65,3 +65,30 @@ def add_box_geometry(table: pa.Table) -> pa.Table:
     else:
         geom = pa.array([], type=pa.binary())
     return with_geo(table.append_column(GEOMETRY_COLUMN, geom), geometry_types=["Polygon"])
+
+
+def points_wkb(lon: Any, lat: Any) -> pa.Array:
+    """WKB points (lon/lat array-likes of equal length)."""
+    pts = shapely.points(np.asarray(lon, float), np.asarray(lat, float))
+    return pa.array(shapely.to_wkb(np.atleast_1d(pts)).tolist(), type=pa.binary())
+
+
+def grid_outlines_wkb(crs: Sequence[str], transform: Sequence[Sequence[float]], width: Sequence[int],
+                      height: Sequence[int], edge_points: int = 9) -> pa.Array:
+    """WGS84 outlines (WKB polygons, densified edges) of pixel grids given by CRS, affine, size."""
+    from pyproj import Transformer
+
+    out: list[bytes | None] = []
+    cache: dict[str, Transformer] = {}
+    steps = np.linspace(0.0, 1.0, edge_points)
+    for c, t, w, h in zip(crs, transform, width, height, strict=True):
+        if not c or t is None:
+            out.append(None)
+            continue
+        tr = cache.setdefault(c, Transformer.from_crs(c, "EPSG:4326", always_xy=True))
+        cols = np.concatenate([steps * w, np.full(edge_points, w), (1 - steps) * w, np.zeros(edge_points)])
+        rows = np.concatenate([np.zeros(edge_points), steps * h, np.full(edge_points, h), (1 - steps) * h])
+        a, b, x0, d, e, y0 = t
+        lon, lat = tr.transform(a * cols + b * rows + x0, d * cols + e * rows + y0)
+        out.append(shapely.to_wkb(shapely.Polygon(np.column_stack([lon, lat]))))
+    return pa.array(out, type=pa.binary())

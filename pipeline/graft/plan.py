@@ -59,6 +59,15 @@ def write_plan(
         ],
         schema=PHOTOS_SCHEMA,
     )
+    # GeoParquet: tiles as their WGS84 outlines, photos as points (geopandas / QGIS open them as they are).
+    from storage.geoparquet import GEOMETRY_COLUMN, grid_outlines_wkb, points_wkb, with_geo
+
+    outlines = grid_outlines_wkb(tiles.column("crs").to_pylist(), tiles.column("transform").to_pylist(),
+                                 tiles.column("width").to_pylist(), tiles.column("height").to_pylist())
+    tiles = with_geo(tiles.append_column(GEOMETRY_COLUMN, outlines), geometry_types=["Polygon"])
+    photos = with_geo(photos.append_column(GEOMETRY_COLUMN, points_wkb(photos.column("lon").to_numpy(),
+                                                                        photos.column("lat").to_numpy())),
+                      geometry_types=["Point"])
     write_parquet(tiles, out / "tiles.parquet")
     write_parquet(photos, out / "photos.parquet")
     write_parquet(rejected_table([*table.rejected, *plan.rejected]), out / "photos_rejected.parquet")

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -65,7 +66,14 @@ def _failed(obj: OsmObject, reason: str, max_gsd: float | None) -> dict[str, Any
 
 def write_plan(path: str | Path, rows: list[dict[str, Any]]) -> None:
     from storage.atomic import publishing
+    from storage.geoparquet import GEOMETRY_COLUMN, boxes_wkb, with_geo
 
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
+    # GeoParquet: each chip's footprint (its WGS84 bbox), so geopandas and QGIS open the plan as it is.
+    boxes = [r["bbox"] for r in rows]
+    geom = boxes_wkb(*(np.array([b[i] if b else np.nan for b in boxes], float) for i in range(4))) if rows else \
+        pa.array([], pa.binary())
+    geom = pa.array([g if b else None for g, b in zip(geom.to_pylist(), boxes, strict=True)], pa.binary())
+    table = with_geo(table.append_column(GEOMETRY_COLUMN, geom), geometry_types=["Polygon"])
     with publishing(path) as tmp:
         pq.write_table(table, tmp)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import geopandas as gpd
 import pyarrow.parquet as pq
+import pytest
 import shapely
 from shapely.geometry import box
 
@@ -67,3 +68,39 @@ def test_targeted_plan_opens_in_geopandas(tmp_path: Path) -> None:
     assert {t.text for t in read_targeted(path)} == {"amenity=fountain", "power=*"}
     write_targeted(tmp_path / "empty.parquet", [])
     assert len(gpd.read_parquet(tmp_path / "empty.parquet")) == 0
+
+
+def test_imagery_plan_and_graft_tables_open_in_geopandas(tmp_path: Path) -> None:
+    """The chip plan and the GRAFT tile/photo plans are GeoParquet too (WGS84 footprints, points)."""
+    import geopandas as gpd
+    from shapely.geometry import Point
+
+    from pipeline.graft.photos import PhotoTable, load_photo_table
+    from pipeline.graft.plan import write_plan as write_graft_plan
+    from pipeline.graft.tiling import TilingConfig, plan_tiles
+    from pipeline.imagery.plan import write_plan
+
+    rows = [
+        {"key": "w1", "osm_type": "way", "osm_id": 1, "source": "local", "collection": "local", "gsd": 0.3,
+         "crs": "EPSG:32636", "transform": [0.3, 0.0, 0.0, 0.0, -0.3, 0.0], "width": 224, "height": 224,
+         "bbox": [32.58, 0.32, 32.581, 0.321], "max_gsd": 1.0, "status": "ok", "error_message": ""},
+        {"key": "w2", "osm_type": "way", "osm_id": 2, "source": None, "collection": None, "gsd": None,
+         "crs": None, "transform": None, "width": None, "height": None, "bbox": None, "max_gsd": None,
+         "status": "failed", "error_message": "no imagery"},
+    ]
+    write_plan(tmp_path / "plan.parquet", rows)
+    gdf = gpd.read_parquet(tmp_path / "plan.parquet")
+    assert gdf.crs.to_epsg() == 4326 and gdf.geometry.iloc[0].bounds == pytest.approx((32.58, 0.32, 32.581, 0.321))
+    assert gdf.geometry.iloc[1] is None
+
+    csv = tmp_path / "photos.csv"
+    csv.write_text("id,lat,lon,taken\n1,60.17,24.94,2020-06-01\n2,60.1701,24.9402,2020-06-02\n3,-33.9,18.4,2021-01-05\n")
+    table: PhotoTable = load_photo_table(csv)
+    plan = plan_tiles(table.photos, TilingConfig(gsd=1.0, tile_px=224, seed=0))
+    write_graft_plan(tmp_path / "g", plan, table, TilingConfig(gsd=1.0, tile_px=224, seed=0), {"kind": "test"})
+    tiles = gpd.read_parquet(tmp_path / "g" / "tiles.parquet")
+    photos = gpd.read_parquet(tmp_path / "g" / "photos.parquet")
+    assert tiles.crs.to_epsg() == 4326 and photos.crs.to_epsg() == 4326
+    for _, p in photos.iterrows():
+        tile = tiles[tiles.tile_id == p.tile_id].geometry.iloc[0]
+        assert tile.buffer(1e-9).contains(Point(p.lon, p.lat)) and p.geometry.equals(Point(p.lon, p.lat))
