@@ -54,6 +54,7 @@ from pipeline.seams import ImagerySource, TagVisibility
 from storage import plan as plan_io
 from storage import shards as shard_io
 from storage.objects_table import ObjectsWriter
+from storage.remote import RemoteOut
 from tag_classifier.visibility import load_visibility
 
 OUTPUT_NAMES = ("run.json", "objects.parquet", "plan", "shards", "scores", "selections", "embeddings")
@@ -102,6 +103,10 @@ class RunPlan:
 
     @property
     def pending(self) -> list[ShardTask]:
+        remote = RemoteOut.for_out(self.inputs.out)
+        if remote is not None:  # the done markers in object storage are the truth
+            done = remote.done_shards()
+            return [t for t in self.tasks if t.index not in done]
         shards_dir = Path(self.inputs.out) / "shards"
         return [t for t in self.tasks if not shard_io.is_done(shards_dir, t.index)]
 
@@ -124,8 +129,11 @@ def build_identity(
 
 
 def check_out(out_arg: str) -> Path:
-    """The output folder, created; a one-line error when it cannot be used."""
-    out = Path(out_arg)
+    """The output folder, created; a one-line error when it cannot be used.
+
+    For ``s3://`` the bucket must answer and take a write; the local staging folder is returned."""
+    remote = RemoteOut.for_out(out_arg)
+    out = Path(out_arg) if remote is None else remote.check()
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {str(out)!r} exists and is not a folder; choose a folder path.")
     try:
@@ -198,6 +206,9 @@ def prepare_run(
     on_acquired: Callable[[int], None] | None = None,
 ) -> RunPlan:
     out = check_out(inputs.out)
+    remote = RemoteOut.for_out(inputs.out)  # s3://: `out` is its local staging mirror
+    if remote is not None:
+        remote.pull(overwrite=overwrite)
     osm_source = make_osm_source(inputs.osm, cfg.osm)
     imagery = make_imagery_source(inputs.imagery, cfg.imagery)
     if inputs.tag_model is None and cfg.caption.unknown_tags == "model":
@@ -208,13 +219,16 @@ def prepare_run(
     fp = runinfo.fingerprint(identity)
     if overwrite:
         _clear_outputs(out)
+        if remote is not None:
+            remote.clear()
     resuming = runinfo.check_compatible(out, fp, identity)
     prev = runinfo.read_run(out) if resuming else None
     run: dict[str, Any] = {
         "tool": "skyscript build",
         "fingerprint": fp,
         "created": (prev or {}).get("created", runinfo.now_iso()),
-        "inputs": {"osm": inputs.osm, "imagery": inputs.imagery, "out": str(out), "tag_model": inputs.tag_model},
+        "inputs": {"osm": inputs.osm, "imagery": inputs.imagery, "out": inputs.out if remote else str(out),
+                   "tag_model": inputs.tag_model},
         "seed": cfg.seed,
         "versions": runinfo.versions(),
         "config": cfg.to_dict(),
@@ -239,9 +253,11 @@ def prepare_run(
     run.update(n_planned=sum(len(t.keys) for t in tasks), n_shards=len(tasks))
     embedder = _record_embedder(run, vis, embedder)
     runinfo.write_json_atomic(out / "run.json", run)
+    if remote is not None:
+        remote.push_prepared()
     shard_io.sweep_temporaries(out / "shards")
-    ctx = WorkerContext(out=str(out), imagery=inputs.imagery, tag_model=inputs.tag_model, cfg=cfg,
-                        imagery_source=imagery, tag_embedder=embedder)
+    ctx = WorkerContext(out=inputs.out if remote else str(out), imagery=inputs.imagery, tag_model=inputs.tag_model,
+                        cfg=cfg, imagery_source=imagery, tag_embedder=embedder)
     return RunPlan(inputs=inputs, cfg=cfg, context=ctx, tasks=tasks, run=run)
 
 
@@ -444,10 +460,16 @@ def run_shard(
     task: ShardTask, ctx: WorkerContext, on_object: Callable[[], None] | None = None
 ) -> dict[str, Any]:
     """Write one shard from its plan file. Idempotent: a finished shard is returned from its stats file."""
-    out = Path(ctx.out)
+    remote = RemoteOut.for_out(ctx.out)  # s3://: written in staging, then uploaded (stats last)
+    if remote is not None:
+        done = remote.shard_stats(task.index)
+        if done is not None:
+            return done
+        remote.fetch_plan(task.index)  # a worker without a shared filesystem
+    out = Path(ctx.out) if remote is None else remote.staging
     shards_dir = out / "shards"
     paths = shard_io.shard_paths(shards_dir, task.index)
-    if paths["stats"].is_file():
+    if remote is None and paths["stats"].is_file():
         return json.loads(paths["stats"].read_text())
     planned, inputs = plan_io.read_shard_inputs(out, task.index)
     if tuple(o.key for o in planned) != tuple(task.keys):
@@ -464,20 +486,27 @@ def run_shard(
                     writer.add_failure(key, obj.osm_type, obj.osm_id, result, error_code=result.code)
             if on_object is not None:
                 on_object()
-        return writer.close()
+        stats = writer.close()
     except BaseException:
         writer.abort()
         raise
+    if remote is not None:
+        remote.push_shard(task.index)
+    return stats
 
 
 # --------------------------------------------------------------------------- finish
 
 
 def finish_run(plan: RunPlan) -> dict[str, Any]:
-    out = Path(plan.inputs.out)
+    remote = RemoteOut.for_out(plan.inputs.out)
+    out = Path(plan.inputs.out) if remote is None else remote.staging
     shards_dir = out / "shards"
-    stats = [json.loads(shard_io.shard_paths(shards_dir, t.index)["stats"].read_text())
-             for t in plan.tasks if shard_io.is_done(shards_dir, t.index)]
+    if remote is not None:
+        stats = remote.read_stats([t.index for t in plan.tasks])
+    else:
+        stats = [json.loads(shard_io.shard_paths(shards_dir, t.index)["stats"].read_text())
+                 for t in plan.tasks if shard_io.is_done(shards_dir, t.index)]
     errors: Counter = Counter()
     stages: Counter = Counter()
     for s in stats:
@@ -495,6 +524,8 @@ def finish_run(plan: RunPlan) -> dict[str, Any]:
     }
     plan.run["summary"] = summary
     runinfo.write_json_atomic(out / "run.json", plan.run)
+    if remote is not None:
+        remote.push_run()
     return summary
 
 

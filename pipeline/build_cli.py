@@ -44,7 +44,8 @@ class RateColumn(ProgressColumn):
 
 @friendly_errors
 def build_command(
-    out: Annotated[Path, typer.Option("--out", help="Output folder (created; re-running resumes).")],
+    out: Annotated[str, typer.Option("--out", help="Output folder (created; re-running resumes), or "
+                                     "s3://BUCKET/PREFIX (endpoint, keys, region from the AWS_* variables).")],
     imagery: Annotated[list[str], typer.Option("--imagery", help="Imagery source: local:DIR, gee:PROJECT or "
                                                "stac:URL; repeat it to let the catalog choose per object.")],
     osm: Annotated[
