@@ -16,7 +16,8 @@ from pipeline.cli_util import err_console, friendly_errors
 
 @friendly_errors
 def filter_command(
-    out: Annotated[Path, typer.Argument(help="Dataset folder (a skyscript build's --out, already scored).")],
+    out: Annotated[str, typer.Argument(help="Dataset folder (a skyscript build's --out, already scored), or its "
+                                       "s3://BUCKET/PREFIX.")],
     top: Annotated[int, typer.Option("--top", help="Percent of samples to keep, 1-100 (SkyScript: 20, 30 or 50).")],
     by: Annotated[str, typer.Option("--by", help="Which score ranks the samples: single or multi caption.")] = "single",
     reshard: Annotated[
@@ -28,13 +29,20 @@ def filter_command(
     Exactly round(N x total / 100) samples are kept (halves round up); ties at the threshold go to
     the smaller key. Re-run with another --top without re-scoring.
     """
+    from storage.remote import dataset_folder, is_remote
     from storage.selection import FilterConfig, filter_scores, read_selection
     from storage.selection import reshard as do_reshard
 
     cfg = FilterConfig(top=top, by=by)
-    res = filter_scores(out, cfg)
+    # s3://: the done markers and scores (whole shards only to reshard) mirrored; the selection uploaded.
+    pull = ("shards", "scores") if reshard is not None else ("shards/*_stats.json", "scores")
+    with dataset_folder(out, pull=pull, push=("selections",)) as folder:
+        res = filter_scores(folder, cfg)
+        if reshard is not None:
+            totals = do_reshard(folder, read_selection(folder, cfg.name), reshard)
     thr = "none" if res.threshold is None else f"{res.threshold:.4f}"
-    typer.echo(f"{res.path}: kept {res.kept:,} of {res.total:,} samples (score_{by} >= {thr})")
+    where = f"{out.rstrip('/')}/selections/{res.path.name}" if is_remote(out) else res.path
+    typer.echo(f"{where}: kept {res.kept:,} of {res.total:,} samples (score_{by} >= {thr})")
     unscored = res.summary["unscored_shards"]
     if unscored:
         err_console.print(
@@ -45,7 +53,6 @@ def filter_command(
         n = res.summary["rows_without_score"]
         err_console.print(f"note: {n:,} scored row(s) had no score_{by} and were left out")
     if reshard is not None:
-        totals = do_reshard(out, read_selection(out, cfg.name), reshard)
         typer.echo(f"{reshard}/shards: {totals['samples']:,} samples in {totals['shards']} shard(s)")
 
 

@@ -21,17 +21,20 @@ and every error message is scrubbed of them.
 
 from __future__ import annotations
 
+import fnmatch
 import hashlib
 import json
 import os
 import shutil
 import urllib.parse
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from pipeline.cache import cache_dir
-from pipeline.errors import BadInputError, OutputConflictError, SkyScriptError
+from pipeline.errors import BadInputError, InputFileError, OutputConflictError, SkyScriptError
 
 SCHEME = "s3://"
 PLAN_DIR = "plan"
@@ -104,6 +107,7 @@ class RemoteOut:
         self.bucket = parts.netloc
         self.staging = cache_dir("staging", hashlib.sha256(self.url.encode()).hexdigest()[:16])
         self._pulled: set[str] = set()
+        self._snapshot: dict[str, tuple[int, float]] = {}  # what mirror() left here (name: size, mtime)
         self._fs: Any = None
 
     @classmethod
@@ -299,3 +303,115 @@ class RemoteOut:
             self._put(f"shards/{paths[kind].name}")
         for kind in ("tar", "parquet", "stats"):
             paths[kind].unlink(missing_ok=True)
+
+    # ------------------------------------------------------------------ dataset commands (score, filter)
+
+    def _remote_files(self, pattern: str) -> dict[str, tuple[int, float]]:
+        """``{name: (size, mtime)}`` of the remote files matching ``dir`` or ``dir/GLOB``."""
+        folder, _, glob = pattern.partition("/")
+        try:
+            found = self.fs.find(self.rpath(folder), detail=True)
+        except FileNotFoundError:
+            return {}
+        except Exception as exc:
+            raise self._fail(f"listing {folder}/", exc) from None
+        files: dict[str, tuple[int, float]] = {}
+        for path, info in found.items():
+            name = path[len(self.root) + 1:]
+            if info.get("type") == "directory" or (glob and not fnmatch.fnmatch(name.rsplit("/", 1)[-1], glob)):
+                continue
+            modified = info.get("LastModified")
+            files[name] = (int(info.get("size") or 0), modified.timestamp() if modified is not None else 0.0)
+        return files
+
+    def mirror(self, pull: tuple[str, ...], push: tuple[str, ...] = ()) -> Path:
+        """Make the staging folder hold the remote files of ``pull`` (``dir`` or ``dir/GLOB``): missing
+        or changed ones are downloaded (concurrently), local ones the remote lacks are removed. Folders
+        in ``push`` but not pulled are emptied, so :meth:`push_changed` uploads only what the command
+        writes. Returns the staging folder."""
+        self.staging.mkdir(parents=True, exist_ok=True)
+        self._snapshot = {}
+        pulled_dirs = {p.partition("/")[0] for p in pull}
+        for folder in push:
+            if folder not in pulled_dirs and (self.staging / folder).is_dir():
+                shutil.rmtree(self.staging / folder)
+        todo: list[tuple[str, float]] = []
+        for pattern in pull:
+            remote = self._remote_files(pattern)
+            folder, _, glob = pattern.partition("/")
+            local_dir = self.staging / folder
+            if local_dir.is_dir():
+                for p in local_dir.rglob("*"):
+                    name = p.relative_to(self.staging).as_posix()
+                    if p.is_file() and name not in remote and (not glob or fnmatch.fnmatch(p.name, glob)):
+                        p.unlink()
+            for name, (size, mtime) in remote.items():
+                local = self.staging / name
+                st = local.stat() if local.is_file() else None
+                if st is None or not _same(st, (size, mtime)):
+                    todo.append((name, mtime))
+                self._snapshot[name] = (size, mtime)
+        if todo:
+            tmps = []
+            for name, _ in todo:
+                (self.staging / name).parent.mkdir(parents=True, exist_ok=True)
+                tmps.append(self.staging / name.rsplit("/", 1)[0] / f".{name.rsplit('/', 1)[-1]}.tmp-{os.getpid()}")
+            try:
+                self.fs.get([self.rpath(n) for n, _ in todo], [str(t) for t in tmps])
+            except Exception as exc:
+                for t in tmps:
+                    t.unlink(missing_ok=True)
+                raise self._fail(f"downloading {len(todo)} file(s)", exc) from None
+            for (name, mtime), tmp in zip(todo, tmps, strict=True):
+                os.replace(tmp, self.staging / name)
+                os.utime(self.staging / name, (mtime, mtime))  # unchanged files are not fetched again
+        return self.staging
+
+    def push_changed(self, folders: tuple[str, ...]) -> list[str]:
+        """Upload the files of ``folders`` written since :meth:`mirror`: data first, then every
+        ``*_stats.json`` / ``*.json`` marker, so a remote marker never precedes its data."""
+        snapshot = self._snapshot
+        changed: list[str] = []
+        for folder in folders:
+            d = self.staging / folder
+            if not d.is_dir():
+                continue
+            for p in sorted(d.rglob("*")):
+                if not p.is_file() or ".tmp-" in p.name:
+                    continue
+                name = p.relative_to(self.staging).as_posix()
+                if name not in snapshot or not _same(p.stat(), snapshot[name]):
+                    changed.append(name)
+        changed.sort(key=lambda n: (n.endswith(".json"), n))
+        for name in changed:
+            self._put(name)
+        return changed
+
+
+def _same(st: os.stat_result, remote: tuple[int, float]) -> bool:
+    """A local file still is the copy of a remote one (size, and mtime set from its LastModified)."""
+    return st.st_size == remote[0] and abs(st.st_mtime - remote[1]) < 1e-3
+
+
+@contextmanager
+def dataset_folder(out: str | os.PathLike[str], pull: tuple[str, ...], push: tuple[str, ...]) -> Iterator[Path]:
+    """A build output as a local folder for commands that read it (score, filter).
+
+    A local path is yielded as it is. For ``s3://``: the bucket is checked (one-line error), the files
+    of ``pull`` are mirrored into the staging folder, and on the way out what the command wrote in
+    ``push`` is uploaded, also when it failed part-way (finished score files are kept, as locally).
+    """
+    remote = RemoteOut.for_out(out)
+    if remote is None:
+        yield Path(out)
+        return
+    remote.check()
+    if any(p.partition("/")[0] == "shards" for p in pull) and not remote.done_shards():
+        raise InputFileError(
+            f"{remote.url!r} has no finished shards (no shards/NNNNN_stats.json); run or finish skyscript build first"
+        )
+    local = remote.mirror(pull, push)
+    try:
+        yield local
+    finally:
+        remote.push_changed(push)

@@ -21,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
@@ -281,3 +282,40 @@ def test_sigkill_mid_s3_build_then_rerun_is_lossless(area: FakeArea, s3: S3Serve
     assert res.returncode == 0, res.stderr
     assert s3.secret not in res.stdout + res.stderr
     _assert_same_build(clean, _download(s3, "killed", tmp_path / "copy"))
+
+
+@pytest.fixture(scope="module")
+def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.scoring.shardmaker import register_tiny, save_tiny_checkpoint
+
+    register_tiny(tmp_path_factory.mktemp("clip_cfg"))
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
+
+
+@pytest.mark.slow
+def test_score_and_filter_read_shards_from_s3(area: FakeArea, s3: S3Server, tiny_ckpt: Path, tmp_path: Path) -> None:
+    tiny = load_config(preset="tiny")
+    cfg = tiny.replace(caption=dataclasses.replace(tiny.caption, unknown_tags="drop"),
+                       shards=dataclasses.replace(tiny.shards, shard_size=4))
+    url, local = f"s3://{BUCKET}/scored", tmp_path / "local"
+    for out in (url, str(local)):
+        build(BuildInputs(str(area.osm), f"local:{area.imagery_dir}", out), cfg, log=_quiet)
+    score = ["--model", "tiny-score-test", "--pretrained", str(tiny_ckpt), "--device", "cpu", "--workers", "0",
+             "--batch-size", "4"]
+    outputs = {}
+    for out in (url, str(local)):
+        res = CliRunner().invoke(app, ["score", out, *score])
+        assert res.exit_code == 0, res.output + repr(res.exception)
+        outputs[out] = res.output
+        res = CliRunner().invoke(app, ["filter", out, "--top", "50"])
+        assert res.exit_code == 0, res.output + repr(res.exception)
+    assert "scored" in outputs[url] and outputs[url].split("pairs")[0] == outputs[str(local)].split("pairs")[0]
+    names = _keys(s3, "scored")
+    n_shards = len([n for n in names if n.startswith("shards/") and n.endswith("_stats.json")])
+    assert len([n for n in names if n.startswith("scores/") and n.endswith("_stats.json")]) == n_shards
+    assert {"selections/top50.parquet", "selections/top50.json"} <= set(names)
+    copy = _download(s3, "scored", tmp_path / "copy")
+    assert pq.read_table(copy / "selections/top50.parquet").equals(pq.read_table(local / "selections/top50.parquet"))
+    again = CliRunner().invoke(app, ["score", url, *score])  # resumed from the remote markers
+    assert again.exit_code == 0 and "scored 0 pairs" in again.output, again.output
+    assert s3.secret not in outputs[url] + again.output

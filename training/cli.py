@@ -15,7 +15,7 @@ from pipeline.cli_util import err_console, friendly_errors
 
 @friendly_errors
 def score_command(
-    out: Annotated[Path, typer.Argument(help="Dataset folder (a skyscript build's --out).")],
+    out: Annotated[str, typer.Argument(help="Dataset folder (a skyscript build's --out), or its s3://BUCKET/PREFIX.")],
     model: Annotated[str, typer.Option("--model", help="open_clip architecture (SkyScript: ViT-L-14).")] = "ViT-L-14",
     pretrained: Annotated[
         str, typer.Option("--pretrained", help="open_clip pretrained tag or a checkpoint file.")
@@ -50,7 +50,11 @@ def score_command(
         save_embeddings=save_embeddings,
         overwrite=overwrite,
     )
-    s = score_dataset(out, cfg)
+    from storage.remote import dataset_folder
+
+    # s3://: shards and scores mirrored locally, new score files (markers last) uploaded back.
+    with dataset_folder(out, pull=("shards", "scores"), push=("embeddings", "scores")) as folder:
+        s = score_dataset(folder, cfg)
     typer.echo(
         f"{s.model}: scored {s.pairs:,} pairs in {s.shards_scored} shard(s) ({s.pairs_per_second:,.1f} pairs/s, "
         f"batch {s.batch_size}, model busy {s.model_busy:.0%}); {s.shards_skipped} shard(s) already scored"
