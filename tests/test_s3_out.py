@@ -319,3 +319,50 @@ def test_score_and_filter_read_shards_from_s3(area: FakeArea, s3: S3Server, tiny
     again = CliRunner().invoke(app, ["score", url, *score])  # resumed from the remote markers
     assert again.exit_code == 0 and "scored 0 pairs" in again.output, again.output
     assert s3.secret not in outputs[url] + again.output
+
+
+@pytest.mark.slow
+@pytest.mark.timeout(600)  # a loaded CI machine starts Dask processes slowly
+def test_dask_workers_without_shared_staging_build_to_s3(area: FakeArea, s3: S3Server, tmp_path: Path) -> None:
+    """`dask scheduler` + 2 `dask worker`s, each with its own cache (so its own staging folder):
+    workers fetch their plan files from S3 and upload their shards; the samples equal a local build."""
+    from dask.distributed import Client
+
+    from tests.ops.conftest import BIN, stop
+
+    cfg_file = tmp_path / "small.yaml"
+    cfg_file.write_text("shards:\n  shard_size: 3\ncaption:\n  unknown_tags: drop\n")
+    clean = tmp_path / "clean"
+    build(BuildInputs(str(area.osm), f"local:{area.imagery_dir}", str(clean)), load_config(cfg_file, preset="tiny"),
+          log=_quiet)
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).parents[1]))
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    procs = [subprocess.Popen([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(port),
+                               "--no-dashboard"], env=env, cwd=tmp_path, start_new_session=True,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    for i in range(2):
+        procs.append(subprocess.Popen(
+            [str(BIN / "dask"), "worker", address, "--nthreads", "2", "--nworkers", "1", "--no-dashboard",
+             "--name", f"w{i}", "--local-directory", str(tmp_path / f"w{i}")],
+            env={**env, "SKYSCRIPT_CACHE": str(tmp_path / f"cache-w{i}")}, cwd=tmp_path, start_new_session=True,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    try:
+        with Client(address, timeout="120s") as client:
+            client.wait_for_workers(2, timeout=180)
+        url = f"s3://{BUCKET}/dask"
+        res = subprocess.run(
+            [sys.executable, "-m", "pipeline.cli", "build", "--osm", str(area.osm), "--imagery",
+             f"local:{area.imagery_dir}", "--out", url, "--preset", "tiny", "--config", str(cfg_file),
+             "--executor", f"dask:{address}"],
+            env={**env, "SKYSCRIPT_CACHE": str(tmp_path / "cache-driver")}, capture_output=True, text=True,
+            timeout=300)
+        assert res.returncode == 0, res.stderr[-3000:]
+    finally:
+        for p in reversed(procs):
+            stop(p)
+    _assert_same_build(clean, _download(s3, "dask", tmp_path / "copy"))
+    fetched = [p for i in range(2) for p in (tmp_path / f"cache-w{i}" / "staging").rglob("plan/0*.parquet")]
+    assert fetched  # the workers read their plans from S3, not from the driver's staging folder
+    left = [p for p in tmp_path.glob("cache-*/staging/*/shards/*") if p.suffix in (".tar", ".parquet")]
+    assert not left
