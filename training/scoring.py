@@ -288,6 +288,9 @@ def score_dataset(out: Path, cfg: ScoreConfig, bundle: ClipBundle | None = None,
         num_workers=min(cfg.workers, len(units)),
         pin_memory=bundle.device.type == "cuda",
         prefetch_factor=4 if cfg.workers and units else None,
+        # Workers start from a clean server process, not a fork of this one: forking a process that
+        # runs threads (a Prefect flow, a Dask client, GDAL) can leave a worker dead on arrival.
+        multiprocessing_context="forkserver" if cfg.workers and units else None,
     )
     parts: dict[int, list[dict[str, Any]]] = defaultdict(list)
     seen: Counter[int] = Counter()

@@ -61,9 +61,11 @@ def test_chips_around_real_buildings(oam: LocalRasterSource, shared_data: Path) 
     # Failures are buildings the mosaics only partly cover (or cover with nodata pixels), and say so.
     assert all(f.code in ("no_imagery", "nodata") for f in fails)
     assert all(f == "no imagery covers this object (source local)" for f in fails if f.code == "no_imagery")
+    # The finest raster is chosen wherever its valid-data area holds the tile (near a mosaic's ragged
+    # edge only the coarser one may).
+    assert sum(r.image_id.endswith("_z21.tif") for _o, r in reqs) >= 0.8 * len(reqs)
     for o, req in reqs[:25]:
         assert box(*req.bbox).covers(o.geometry), o.key
-        assert req.image_id.endswith("_z21.tif")  # the finest raster is chosen
         chip = oam.read(req)
         assert chip.pixels.shape == (req.height, req.width, 3) and chip.pixels.dtype == np.uint8
         assert chip.provenance["empty_fraction"] < 0.01  # a few pure-black pixels at most (shadows, edges)
