@@ -325,11 +325,20 @@ class RemoteOut:
         return files
 
     def mirror(self, pull: tuple[str, ...], push: tuple[str, ...] = ()) -> Path:
-        """Make the staging folder hold the remote files of ``pull`` (``dir`` or ``dir/GLOB``): missing
-        or changed ones are downloaded (concurrently), local ones the remote lacks are removed. Folders
-        in ``push`` but not pulled are emptied, so :meth:`push_changed` uploads only what the command
-        writes. Returns the staging folder."""
+        """Make the staging folder hold the remote files of ``pull`` (``dir``, ``dir/GLOB`` or a file
+        name): missing or changed ones are downloaded (concurrently), local ones the remote lacks are
+        removed. Folders in ``push`` but not pulled are emptied, so :meth:`push_changed` uploads only
+        what the command writes. Returns the staging folder.
+
+        Locked (``filelock``): the ranks of a ``torchrun`` job mirror the same URL at the same time."""
+        from filelock import FileLock
+
         self.staging.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(self.staging) + ".lock"):
+            self._mirror(pull, push)
+        return self.staging
+
+    def _mirror(self, pull: tuple[str, ...], push: tuple[str, ...]) -> None:
         self._snapshot = {}
         pulled_dirs = {p.partition("/")[0] for p in pull}
         for folder in push:
@@ -339,33 +348,34 @@ class RemoteOut:
         for pattern in pull:
             remote = self._remote_files(pattern)
             folder, _, glob = pattern.partition("/")
-            local_dir = self.staging / folder
-            if local_dir.is_dir():
-                for p in local_dir.rglob("*"):
-                    name = p.relative_to(self.staging).as_posix()
-                    if p.is_file() and name not in remote and (not glob or fnmatch.fnmatch(p.name, glob)):
-                        p.unlink()
+            target = self.staging / folder
+            local = [target] if target.is_file() else target.rglob("*") if target.is_dir() else []
+            for p in local:
+                name = p.relative_to(self.staging).as_posix()
+                if (p.is_file() and ".tmp-" not in p.name and name not in remote
+                        and (not glob or fnmatch.fnmatch(p.name, glob))):
+                    p.unlink()
             for name, (size, mtime) in remote.items():
-                local = self.staging / name
-                st = local.stat() if local.is_file() else None
+                st = (self.staging / name).stat() if (self.staging / name).is_file() else None
                 if st is None or not _same(st, (size, mtime)):
                     todo.append((name, mtime))
                 self._snapshot[name] = (size, mtime)
-        if todo:
-            tmps = []
-            for name, _ in todo:
-                (self.staging / name).parent.mkdir(parents=True, exist_ok=True)
-                tmps.append(self.staging / name.rsplit("/", 1)[0] / f".{name.rsplit('/', 1)[-1]}.tmp-{os.getpid()}")
-            try:
-                self.fs.get([self.rpath(n) for n, _ in todo], [str(t) for t in tmps])
-            except Exception as exc:
-                for t in tmps:
-                    t.unlink(missing_ok=True)
-                raise self._fail(f"downloading {len(todo)} file(s)", exc) from None
-            for (name, mtime), tmp in zip(todo, tmps, strict=True):
-                os.replace(tmp, self.staging / name)
-                os.utime(self.staging / name, (mtime, mtime))  # unchanged files are not fetched again
-        return self.staging
+        if not todo:
+            return
+        tmps = []
+        for name, _ in todo:
+            final = self.staging / name
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmps.append(final.with_name(f".{final.name}.tmp-{os.getpid()}"))
+        try:
+            self.fs.get([self.rpath(n) for n, _ in todo], [str(t) for t in tmps])
+        except Exception as exc:
+            for t in tmps:
+                t.unlink(missing_ok=True)
+            raise self._fail(f"downloading {len(todo)} file(s)", exc) from None
+        for (name, mtime), tmp in zip(todo, tmps, strict=True):
+            os.replace(tmp, self.staging / name)
+            os.utime(self.staging / name, (mtime, mtime))  # unchanged files are not fetched again
 
     def push_changed(self, folders: tuple[str, ...]) -> list[str]:
         """Upload the files of ``folders`` written since :meth:`mirror`: data first, then every

@@ -293,7 +293,9 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_score_and_filter_read_shards_from_s3(area: FakeArea, s3: S3Server, tiny_ckpt: Path, tmp_path: Path) -> None:
+def test_score_filter_and_train_read_shards_from_s3(
+    area: FakeArea, s3: S3Server, tiny_ckpt: Path, tmp_path: Path
+) -> None:
     tiny = load_config(preset="tiny")
     cfg = tiny.replace(caption=dataclasses.replace(tiny.caption, unknown_tags="drop"),
                        shards=dataclasses.replace(tiny.shards, shard_size=4))
@@ -319,6 +321,11 @@ def test_score_and_filter_read_shards_from_s3(area: FakeArea, s3: S3Server, tiny
     again = CliRunner().invoke(app, ["score", url, *score])  # resumed from the remote markers
     assert again.exit_code == 0 and "scored 0 pairs" in again.output, again.output
     assert s3.secret not in outputs[url] + again.output
+    train = CliRunner().invoke(app, ["train", "skyclip", "--data", url, "--selection", "top50", "--model",
+                                     "tiny-score-test", "--pretrained", str(tiny_ckpt), "--out", str(tmp_path / "run"),
+                                     "--epochs", "1", "--batch-size", "2", "--device", "cpu", "--workers", "0"])
+    assert train.exit_code == 0, train.output + repr(train.exception)
+    assert train.output.strip().splitlines()[-1].endswith("epoch_1.pt")
 
 
 @pytest.mark.slow

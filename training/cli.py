@@ -96,7 +96,8 @@ def _report(result: dict, json_out: Path | None, title: str) -> None:
 @train_app.command("skyclip")
 @friendly_errors
 def train_skyclip_command(
-    data: Annotated[Path, typer.Option("--data", help="Dataset folder (a build's --out, scored and filtered).")],
+    data: Annotated[str, typer.Option("--data", help="Dataset folder (a build's --out, scored and filtered), or "
+                                      "its s3://BUCKET/PREFIX.")],
     out: Annotated[Path, typer.Option("--out", help="Folder for checkpoints, losses.jsonl, config.json.")],
     selection: Annotated[str, typer.Option("--selection", help="Selection to train on (top20/top30/top50).")] = "top30",
     caption: Annotated[str, typer.Option("--caption", help="Caption to train with: single or multi.")] = "single",
@@ -126,14 +127,17 @@ def train_skyclip_command(
     """
     import logging
 
+    from storage.remote import dataset_folder
     from training.skyclip.train import SkyClipConfig, train_skyclip
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    cfg = SkyClipConfig(data=str(data), out=str(out), selection=selection, caption=caption, model=model,
-                        pretrained=pretrained, epochs=epochs, batch_size=batch_size, lr=lr, wd=wd, warmup=warmup,
-                        precision=precision, device=device, workers=workers, seed=seed, rotate=rotate, resume=resume,
-                        log_every=log_every)
-    res = train_skyclip(cfg)
+    # s3://: the shards, selections and split mirrored into the local staging folder (read-only here).
+    with dataset_folder(data, pull=("shards", "selections", "split.parquet"), push=()) as folder:
+        cfg = SkyClipConfig(data=str(folder), out=str(out), selection=selection, caption=caption, model=model,
+                            pretrained=pretrained, epochs=epochs, batch_size=batch_size, lr=lr, wd=wd, warmup=warmup,
+                            precision=precision, device=device, workers=workers, seed=seed, rotate=rotate,
+                            resume=resume, log_every=log_every)
+        res = train_skyclip(cfg)
     for e in res["epochs"]:
         err_console.print(f"epoch {e['epoch']}: mean loss {e['mean_loss']:.4f} ({e['steps']} steps, {e['seconds']} s)")
     if res["checkpoints"]:
