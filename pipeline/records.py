@@ -137,6 +137,8 @@ class Pair:
         else:
             olon = olat = None
         prov = dict(self.chip.provenance)
+        clouds = prov.get("cloud_cover")  # per scene used, first (the main one) first, where known
+        cloud = clouds[0] if isinstance(clouds, list) and clouds else clouds
         return {
             "key": self.key,
             "osm_type": self.obj.osm_type,
@@ -164,5 +166,6 @@ class Pair:
             "height": self.chip.height,
             "empty_fraction": None if prov.get("empty_fraction") is None else float(prov["empty_fraction"]),
             "resampling": prov.get("resampling"),
+            "cloud_cover": float(cloud) if isinstance(cloud, int | float) else None,
             "provenance": prov,
         }

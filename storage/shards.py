@@ -58,6 +58,7 @@ ROW_SCHEMA = pa.schema(
         ("width", pa.int32()),
         ("height", pa.int32()),
         ("empty_fraction", pa.float64()),
+        ("cloud_cover", pa.float64()),  # of the main scene, where the source knows it
         ("provenance", pa.string()),  # JSON: how the pixels were read (file, window, resampling, ...)
         ("jpg_bytes", pa.int64()),
     ]
@@ -171,6 +172,7 @@ class ShardWriter:
             width=meta["width"],
             height=meta["height"],
             empty_fraction=meta["empty_fraction"],
+            cloud_cover=meta["cloud_cover"],
             provenance=json.dumps(meta["provenance"], ensure_ascii=False, sort_keys=True, default=str),
             jpg_bytes=len(jpg),
         )

@@ -56,6 +56,7 @@ def _check(out: Path, source: str, collection: str) -> list[dict]:
         meta = s["json"] if isinstance(s["json"], dict) else json.loads(s["json"])
         assert meta["source"] == source and meta["collection"] == collection
         assert meta["image_id"] and meta["acquired"] and len(meta["transform"]) == 6 and meta["crs"].startswith("EPSG:")
+        assert "cloud_cover" in meta and "provenance" in meta  # re-readable: scene ids, window, range
         img = np.asarray(Image.open(__import__("io").BytesIO(s["jpg"])))
         assert img.shape[:2] == (meta["height"], meta["width"])
     return ok
