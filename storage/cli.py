@@ -58,7 +58,7 @@ def filter_command(
 
 @friendly_errors
 def export_command(
-    out: Annotated[Path, typer.Argument(help="Dataset folder (a skyscript build's --out).")],
+    out: Annotated[str, typer.Argument(help="Dataset folder (a skyscript build's --out), or its s3://BUCKET/PREFIX.")],
     selection: Annotated[str, typer.Option("--selection", help="Selection name (top30) or a selection parquet file.")],
     dest: Annotated[Path, typer.Option("--out", help="Folder to write the CSV(s) and image files into.")],
     fmt: Annotated[str, typer.Option("--format", help="Export format: csv (the released SkyScript layout).")] = "csv",
@@ -70,19 +70,21 @@ def export_command(
     CSV per split.
     """
     from storage.export import export_csv
+    from storage.remote import dataset_folder
 
     if fmt != "csv":
         from pipeline.errors import BadInputError
 
         raise BadInputError(f"--format {fmt!r}: only csv is supported (shards are already webdataset)")
-    res = export_csv(out, selection, dest)
+    with dataset_folder(out, pull=("shards", "selections", "scores", "split.parquet"), push=()) as folder:
+        res = export_csv(folder, selection, dest)
     for split, (path, n) in res.items():
         typer.echo(f"{split}: {n:,} rows -> {path}")
 
 
 @friendly_errors
 def split_command(
-    out: Annotated[Path, typer.Argument(help="Dataset folder (a skyscript build's --out).")],
+    out: Annotated[str, typer.Argument(help="Dataset folder (a skyscript build's --out), or its s3://BUCKET/PREFIX.")],
     test_frac: Annotated[float, typer.Option("--test-frac", help="Fraction of samples in the test split.")] = 0.05,
     block_deg: Annotated[float, typer.Option("--block-deg", help="Block size in degrees (~2 km at 0.02).")] = 0.02,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the block draw (same seed, same split).")] = 0,
@@ -92,10 +94,15 @@ def split_command(
     Whole blocks go to test, so test chips are not neighbours of training chips; training chips
     whose footprint reaches into a test block are marked 'buffer' and used by neither.
     """
+    from storage.remote import dataset_folder, is_remote
     from storage.split import SplitConfig, make_split
 
-    res = make_split(out, SplitConfig(test_frac=test_frac, block_deg=block_deg, seed=seed))
+    # s3://: the done markers and shard tables mirrored; split.parquet/.json uploaded back.
+    with dataset_folder(out, pull=("shards/*_stats.json", "shards/*.parquet"),
+                        push=("split.parquet", "split.json")) as folder:
+        res = make_split(folder, SplitConfig(test_frac=test_frac, block_deg=block_deg, seed=seed))
+    where = f"{out.rstrip('/')}/split.parquet" if is_remote(out) else res["path"]
     typer.echo(
-        f"{res['path']}: train {res['train']:,}, test {res['test']:,}, buffer {res['buffer']:,} "
+        f"{where}: train {res['train']:,}, test {res['test']:,}, buffer {res['buffer']:,} "
         f"({res['test_blocks']} of {res['blocks']} blocks in test)"
     )

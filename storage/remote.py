@@ -344,6 +344,8 @@ class RemoteOut:
         for folder in push:
             if folder not in pulled_dirs and (self.staging / folder).is_dir():
                 shutil.rmtree(self.staging / folder)
+            elif folder not in pulled_dirs and (self.staging / folder).is_file():
+                (self.staging / folder).unlink()
         todo: list[tuple[str, float]] = []
         for pattern in pull:
             remote = self._remote_files(pattern)
@@ -378,15 +380,13 @@ class RemoteOut:
             os.utime(self.staging / name, (mtime, mtime))  # unchanged files are not fetched again
 
     def push_changed(self, folders: tuple[str, ...]) -> list[str]:
-        """Upload the files of ``folders`` written since :meth:`mirror`: data first, then every
-        ``*_stats.json`` / ``*.json`` marker, so a remote marker never precedes its data."""
+        """Upload the files of ``folders`` (or single files) written since :meth:`mirror`: data first,
+        then every ``*_stats.json`` / ``*.json`` marker, so a remote marker never precedes its data."""
         snapshot = self._snapshot
         changed: list[str] = []
         for folder in folders:
             d = self.staging / folder
-            if not d.is_dir():
-                continue
-            for p in sorted(d.rglob("*")):
+            for p in sorted(d.rglob("*")) if d.is_dir() else [d] if d.is_file() else []:
                 if not p.is_file() or ".tmp-" in p.name:
                     continue
                 name = p.relative_to(self.staging).as_posix()

@@ -293,7 +293,7 @@ def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.mark.slow
-def test_score_filter_and_train_read_shards_from_s3(
+def test_score_filter_split_export_train_eval_on_s3(
     area: FakeArea, s3: S3Server, tiny_ckpt: Path, tmp_path: Path
 ) -> None:
     tiny = load_config(preset="tiny")
@@ -325,7 +325,21 @@ def test_score_filter_and_train_read_shards_from_s3(
                                      "tiny-score-test", "--pretrained", str(tiny_ckpt), "--out", str(tmp_path / "run"),
                                      "--epochs", "1", "--batch-size", "2", "--device", "cpu", "--workers", "0"])
     assert train.exit_code == 0, train.output + repr(train.exception)
-    assert train.output.strip().splitlines()[-1].endswith("epoch_1.pt")
+    ckpt = train.output.strip().splitlines()[-1]
+    assert ckpt.endswith("epoch_1.pt")
+    for out in (url, str(local)):
+        res = CliRunner().invoke(app, ["split", out, "--test-frac", "0.3", "--block-deg", "0.0003"])
+        assert res.exit_code == 0, res.output + repr(res.exception)
+    split = _client(s3).get_object(Bucket=BUCKET, Key="scored/split.parquet")["Body"].read()
+    (tmp_path / "split.parquet").write_bytes(split)
+    assert pq.read_table(tmp_path / "split.parquet").equals(pq.read_table(local / "split.parquet"))
+    exported = CliRunner().invoke(app, ["export", url, "--selection", "top50", "--out", str(tmp_path / "export")])
+    assert exported.exit_code == 0, exported.output + repr(exported.exception)
+    assert list((tmp_path / "export").glob("SkyScript_*_top50pct_*.csv"))
+    res = CliRunner().invoke(app, ["eval", "retrieval", "--checkpoint", ckpt, "--data", url, "--split", "all",
+                                   "--device", "cpu", "--workers", "0", "--json", str(tmp_path / "r.json")])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    assert json.loads((tmp_path / "r.json").read_text())["samples"] >= 2
 
 
 @pytest.mark.slow

@@ -148,7 +148,7 @@ def train_skyclip_command(
 @friendly_errors
 def eval_retrieval_command(
     checkpoint: Annotated[str, typer.Option("--checkpoint", help="Checkpoint file or open_clip pretrained tag.")],
-    data: Annotated[Path, typer.Option("--data", help="Dataset folder (a build's --out).")],
+    data: Annotated[str, typer.Option("--data", help="Dataset folder (a build's --out), or its s3://BUCKET/PREFIX.")],
     split: Annotated[str, typer.Option("--split", help="test (from skyscript split), train, or all.")] = "test",
     model: Annotated[str | None, typer.Option("--model", help="Architecture (read from the checkpoint if saved).")] = (
         None
@@ -160,11 +160,14 @@ def eval_retrieval_command(
     json_out: Annotated[Path | None, typer.Option("--json", help="Write the results JSON here.")] = None,
 ) -> None:
     """Image-to-text and text-to-image recall@1/5/10 and mean recall on a split of a built dataset."""
+    from storage.remote import dataset_folder
     from training.evaluate.retrieval import RetrievalConfig, evaluate_retrieval
 
-    cfg = RetrievalConfig(data=str(data), checkpoint=checkpoint, model=model, split=split, caption=caption,
-                          device=device, batch_size=batch_size, workers=workers)
-    _report(evaluate_retrieval(cfg), json_out, f"retrieval on {data} ({split})")
+    with dataset_folder(data, pull=("shards", "split.parquet"), push=()) as folder:  # s3://: mirrored
+        cfg = RetrievalConfig(data=str(folder), checkpoint=checkpoint, model=model, split=split, caption=caption,
+                              device=device, batch_size=batch_size, workers=workers)
+        result = evaluate_retrieval(cfg)
+    _report(result, json_out, f"retrieval on {data} ({split})")
 
 
 @eval_app.command("zeroshot")
