@@ -129,27 +129,35 @@ class RemoteOut:
 
     # ------------------------------------------------------------------ start-up
 
-    def check(self) -> Path:
-        """The bucket answers and takes a write (a probe object, deleted again); the staging folder.
+    def check(self, write: bool = True, label: str = "--out") -> Path:
+        """The bucket answers and takes a write (a probe object, deleted again), or with ``write=False``
+        a listing (read-only keys suffice); the staging folder.
 
         Raises :class:`BadInputError` with one line naming the endpoint and what to fix.
         """
-        probe = self.rpath(f".skyscript-probe-{uuid.uuid4().hex}")
+        name = f"{label} {self.url}".strip()
         try:
-            self.fs.pipe_file(probe, b"probe")
-            self.fs.rm_file(probe)
+            if write:
+                probe = self.rpath(f".skyscript-probe-{uuid.uuid4().hex}")
+                self.fs.pipe_file(probe, b"probe")
+                self.fs.rm_file(probe)
+            else:
+                try:
+                    self.fs.ls(self.root, detail=False)  # the prefix's top level: a few names
+                except FileNotFoundError:
+                    self.fs.ls(self.bucket, detail=False)  # no such prefix: does the bucket exist?
         except FileNotFoundError:
             raise BadInputError(
-                f"--out {self.url}: bucket {self.bucket!r} does not exist at {_endpoint_label()}; create it first"
+                f"{name}: bucket {self.bucket!r} does not exist at {_endpoint_label()}; create it first"
             ) from None
         except PermissionError as exc:
             raise BadInputError(
-                f"--out {self.url}: access denied at {_endpoint_label()} ({_why(exc)}); check AWS_ACCESS_KEY_ID / "
+                f"{name}: access denied at {_endpoint_label()} ({_why(exc)}); check AWS_ACCESS_KEY_ID / "
                 "AWS_SECRET_ACCESS_KEY and the bucket's policy"
             ) from None
         except Exception as exc:  # botocore's connection errors are not OSErrors
             raise BadInputError(
-                f"--out {self.url}: object storage at {_endpoint_label()} is unreachable ({_why(exc)}); check "
+                f"{name}: object storage at {_endpoint_label()} is unreachable ({_why(exc)}); check "
                 "AWS_ENDPOINT_URL and the network"
             ) from None
         self.staging.mkdir(parents=True, exist_ok=True)
@@ -415,7 +423,7 @@ def dataset_folder(out: str | os.PathLike[str], pull: tuple[str, ...], push: tup
     if remote is None:
         yield Path(out)
         return
-    remote.check()
+    remote.check(write=bool(push), label="")
     if any(p.partition("/")[0] == "shards" for p in pull) and not remote.done_shards():
         raise InputFileError(
             f"{remote.url!r} has no finished shards (no shards/NNNNN_stats.json); run or finish skyscript build first"

@@ -336,6 +336,10 @@ def test_score_filter_split_export_train_eval_on_s3(
     exported = CliRunner().invoke(app, ["export", url, "--selection", "top50", "--out", str(tmp_path / "export")])
     assert exported.exit_code == 0, exported.output + repr(exported.exception)
     assert list((tmp_path / "export").glob("SkyScript_*_top50pct_*.csv"))
+    resh = CliRunner().invoke(app, ["filter", url, "--top", "50", "--reshard", str(tmp_path / "kept")])
+    assert resh.exit_code == 0, resh.output + repr(resh.exception)
+    kept = pq.read_table(local / "selections/top50.parquet").num_rows
+    assert len(_samples(tmp_path / "kept")) == kept > 0
     res = CliRunner().invoke(app, ["eval", "retrieval", "--checkpoint", ckpt, "--data", url, "--split", "all",
                                    "--device", "cpu", "--workers", "0", "--json", str(tmp_path / "r.json")])
     assert res.exit_code == 0, res.output + repr(res.exception)
@@ -387,3 +391,26 @@ def test_dask_workers_without_shared_staging_build_to_s3(area: FakeArea, s3: S3S
     assert fetched  # the workers read their plans from S3, not from the driver's staging folder
     left = [p for p in tmp_path.glob("cache-*/staging/*/shards/*") if p.suffix in (".tar", ".parquet")]
     assert not left
+
+
+@pytest.mark.parametrize(
+    ("args", "change", "needle"),
+    [
+        (["filter", "{url}", "--top", "50"], {"AWS_SECRET_ACCESS_KEY": "wrong-secret-value"}, "access denied"),
+        (["export", "{url}", "--selection", "top50", "--out", "{tmp}"], {"bucket": "no-such-bucket"},
+         "does not exist"),
+        (["score", "{url}", "--device", "cpu"], {}, "no finished shards"),
+    ],
+)
+def test_dataset_commands_on_bad_s3_fail_in_one_line(
+    s3: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, args: list[str], change: dict[str, str],
+    needle: str,
+) -> None:
+    bucket = change.pop("bucket", BUCKET)
+    for k, v in change.items():
+        monkeypatch.setenv(k, v)
+    url = f"s3://{bucket}/never-built"
+    res = CliRunner().invoke(app, [a.format(url=url, tmp=tmp_path / "x") for a in args])
+    assert res.exit_code == 2, res.output
+    assert needle in res.output and url in res.output and "Traceback" not in res.output
+    assert "wrong-secret-value" not in res.output and s3.secret not in res.output
