@@ -414,3 +414,40 @@ def test_dataset_commands_on_bad_s3_fail_in_one_line(
     assert res.exit_code == 2, res.output
     assert needle in res.output and url in res.output and "Traceback" not in res.output
     assert "wrong-secret-value" not in res.output and s3.secret not in res.output
+
+
+def test_killed_while_uploading_the_plan_replans_from_the_uploaded_objects(
+    area: FakeArea, s3: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    cfg = load_config(preset="tiny", max_objects=6)
+    clean = tmp_path / "clean"
+    build(BuildInputs(str(area.osm), f"local:{area.imagery_dir}", str(clean)), cfg, log=_quiet)
+    inputs = BuildInputs(str(area.osm), f"local:{area.imagery_dir}", f"s3://{BUCKET}/planning")
+    real_put = RemoteOut._put
+
+    def dies_at_the_index(self: RemoteOut, name: str) -> None:
+        if name == "plan/index.parquet":
+            raise KeyboardInterrupt  # killed between the plan files and the index
+        real_put(self, name)
+
+    monkeypatch.setattr(RemoteOut, "_put", dies_at_the_index)
+    with pytest.raises(KeyboardInterrupt):
+        build(inputs, cfg, log=_quiet)
+    left = _keys(s3, "planning")
+    assert "objects.parquet" in left and "plan/index.parquet" not in left
+    assert not [k for k in left if k.startswith("shards/")]
+    monkeypatch.setattr(RemoteOut, "_put", real_put)
+    messages: list[str] = []
+    summary = build(inputs, cfg, log=messages.append)
+    assert any("resuming: objects from" in m for m in messages)  # not acquired again
+    assert summary["shards_done"] == summary["shards_total"]
+    _assert_same_build(clean, _download(s3, "planning", tmp_path / "copy"))
+
+
+def test_bad_osm_input_writes_nothing_to_s3(area: FakeArea, s3: S3Server, tmp_path: Path) -> None:
+    from pipeline.errors import InputFileError
+
+    inputs = BuildInputs(str(tmp_path / "missing.osm"), f"local:{area.imagery_dir}", f"s3://{BUCKET}/bad-osm")
+    with pytest.raises(InputFileError, match=r"missing\.osm"):
+        build(inputs, load_config(preset="tiny"), log=_quiet)
+    assert _keys(s3, "bad-osm") == []  # the start-up probe was deleted again, nothing else written
