@@ -8,24 +8,15 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
     TaskID,
-    TaskProgressColumn,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
 )
-from rich.text import Text
 
 from pipeline.cli_util import friendly_errors
 from pipeline.config import load_config
 from pipeline.errors import BadInputError
 from pipeline.executors import EXECUTORS_HELP, check_executor
 from pipeline.geo import BBox
+from pipeline.progress import progress_bar
 
 if TYPE_CHECKING:
     from pipeline.build import BuildInputs
@@ -33,13 +24,6 @@ if TYPE_CHECKING:
 
 console = Console(stderr=True)
 
-
-class RateColumn(ProgressColumn):
-    """Items per second (rich's own speed columns are for bytes)."""
-
-    def render(self, task: Task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text("  -.-/s" if speed is None else f"{speed:6.1f}/s", style="cyan")
 
 
 @friendly_errors
@@ -105,11 +89,7 @@ def run_with_progress(inputs: BuildInputs, cfg: BuildConfig, *, overwrite: bool,
     """Run :func:`pipeline.build.build` under a rich progress bar (per object, or per shard on Dask)."""
     from pipeline.build import RunPlan, build
 
-    with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
-        RateColumn(), TimeElapsedColumn(), TimeRemainingColumn(),
-        console=console, transient=False,
-    ) as progress:
+    with progress_bar(console) as progress:
         bar: dict[str, TaskID] = {}  # created once the plan is known, so errors before it show no empty bar
 
         def on_acquired(n: int) -> None:

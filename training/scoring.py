@@ -295,9 +295,9 @@ def score_dataset(out: Path, cfg: ScoreConfig, bundle: ClipBundle | None = None,
     parts: dict[int, list[dict[str, Any]]] = defaultdict(list)
     seen: Counter[int] = Counter()
     t_shard: dict[int, float] = {}
-    from rich.progress import Progress
+    from pipeline.progress import progress_bar
 
-    with Progress(disable=not progress, transient=True) as bar:
+    with progress_bar(disable=not progress, transient=True) as bar:
         task = bar.add_task(f"scoring with {bundle.model_id}", total=total)
         it = iter(loader)
         while True:

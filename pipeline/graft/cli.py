@@ -72,11 +72,10 @@ def plan_command(
                   photo_dir, taken_from, taken_to, flickr_endpoint, flickr_interval)
     with console.status("reading photos"):
         table = src.load()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from pipeline.progress import progress_bar
 
-    with Progress(TextColumn("tiling photos"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as bar:
-        job = bar.add_task("tiling", total=len(table.photos))
+    with progress_bar(console, transient=True) as bar:
+        job = bar.add_task("tiling photos", total=len(table.photos))
         plan = plan_tiles(table.photos, cfg, on_group=lambda n: bar.advance(job, n))
     stats = write_plan(out, plan, table, cfg, src.describe())
     rej = stats["input"]["rejected"]
@@ -175,16 +174,14 @@ def build_graft_command(
 
 
 def _run_with_progress(inputs: Any, tiling: Any, cfg: Any, overwrite: bool, executor: str) -> dict[str, Any]:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
     from pipeline.executors import map_shards
     from pipeline.graft.build import finish_graft, prepare_graft, run_graft_shard
+    from pipeline.progress import progress_bar
 
     with console.status("planning tiles"):
         plan = prepare_graft(inputs, tiling, cfg, overwrite=overwrite, log=lambda m: console.print(m))
     total = sum(len(t.tiles) for t in plan.pending)
-    with Progress(TextColumn("tiles"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=console, transient=True) as bar:
+    with progress_bar(console, transient=True) as bar:
         job = bar.add_task("tiles", total=total)
         map_shards(run_graft_shard, plan.pending, plan.context, executor=executor,
                    on_object=lambda: bar.advance(job))

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import Progress
 
 from pipeline.cli_util import friendly_errors
 from pipeline.errors import BadInputError, OsmSourceError
@@ -38,15 +38,9 @@ def _check_out(path: Path) -> Path:
 
 
 def _progress() -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=console,
-        transient=False,
-    )
+    from pipeline.progress import progress_bar
+
+    return progress_bar(console)
 
 
 @friendly_errors

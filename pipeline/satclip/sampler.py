@@ -152,7 +152,10 @@ class Sampler:
         cfg, size = self.cfg, self.cfg.size
         if cfg.by == "land":
             lon, lat = draw.draw_point(rng, self.box, self.land, self.area)
-            scenes = self.source.scenes_at(lon, lat, cfg.scenes)
+            try:
+                scenes = self.source.scenes_at(lon, lat, cfg.scenes)
+            except SceneReadError as exc:  # a failed search (gee: after its retries) fails this draw only
+                return Attempt(exc.code, str(exc))
             if not scenes:
                 return Attempt("no_imagery", f"no scene at ({lon:.5f}, {lat:.5f}) passes the filters")
             scene = scenes[int(rng.integers(len(scenes)))]
@@ -280,8 +283,6 @@ def _shard_range(cfg: SampleConfig, shard: int) -> range:
 
 
 def _progress(enabled: bool) -> Any:
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+    from pipeline.progress import progress_bar
 
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), disable=not enabled
-    )
+    return progress_bar(disable=not enabled)
