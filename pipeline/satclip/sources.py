@@ -1,8 +1,8 @@
-"""``--imagery`` → a scene source: ``local:DIR``, ``stac:URL``; ``gee:PROJECT`` is not implemented yet."""
+"""``--imagery`` → a scene source: ``local:DIR``, ``stac:URL`` or ``gee:PROJECT`` (Earth Engine)."""
 
 from __future__ import annotations
 
-from pipeline.errors import BadInputError, ConfigError
+from pipeline.errors import BadInputError
 from pipeline.satclip.scenes import SceneSource
 
 
@@ -19,8 +19,7 @@ def open_source(spec: str, collection: str = "sentinel-2-l2a", max_scenes: int =
 
         return StacScenes(rest, collection=collection, max_scenes=max_scenes)
     if kind == "gee":
-        raise ConfigError(
-            "gee:PROJECT is not supported by `skyscript satclip sample` yet; use stac:URL "
-            "(e.g. stac:https://earth-search.aws.element84.com/v1 with --collection sentinel-2-l2a) or local:DIR"
-        )
+        from pipeline.satclip.gee import GeeScenes
+
+        return GeeScenes(rest, collection=collection, max_scenes=max_scenes)
     raise BadInputError(f"--imagery must start with local:, stac: or gee:, got {spec!r}")

@@ -13,7 +13,12 @@ naming the function, as Earth Engine would: ``ImageCollection.load``, ``Image.lo
 ``Filter.lessThanOrEquals``/``greaterThanOrEquals``, ``Collection.limit`` (sort + limit),
 ``AggregateFeatureCollection.array``, ``Element.get``, ``DateRange``, ``Date``,
 ``GeometryConstructors.*``, ``ImageCollection.fromImages``, ``ImageCollection.mosaic``,
-``Image.select``, ``Image.toFloat``, ``Image.unmask``.
+``Image.select``, ``Image.toFloat``, ``Image.unmask``, ``Image.toUint16``.
+
+A ``value:compute`` whose result is an image collection (or an image) answers with Earth
+Engine's ``getInfo`` form: ``{"type": "ImageCollection", "features": [...]}``, each image with
+its ``bands`` (``id``, ``crs``, ``crs_transform``, ``dimensions``: the raster's own grid) and
+``properties`` (``system:time_start``, ``system:index``, ``system:footprint`` and the asset's own).
 
 Pixels: each source image is a real raster file whose bands are named in :class:`Asset`; the
 request grid (``crsCode``, ``affineTransform``, ``dimensions``) is filled by reprojecting each
@@ -66,6 +71,7 @@ class Asset:
         with rasterio.open(self.path) as ds:
             geom = transform_geom(ds.crs, "EPSG:4326", mapping(box(*ds.bounds)), precision=9)
         self.footprint: BaseGeometry = shape(geom)
+        self.crs, self.transform, self.width, self.height = ds.crs.to_string(), ds.transform, ds.width, ds.height
         t = self.time.replace("Z", "+00:00")
         dt = datetime.fromisoformat(t if "T" in t else t + "T00:00:00+00:00")
         self.time_ms = int((dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp() * 1000)
@@ -73,6 +79,18 @@ class Asset:
     def prop(self, name: str) -> Any:
         return {"system:id": self.id, "system:index": self.id.rsplit("/", 1)[-1],
                 "system:time_start": self.time_ms, **self.properties}.get(name)
+
+    def info(self) -> dict[str, Any]:
+        """The image's ``getInfo`` form (every band on the raster's own grid)."""
+        t = self.transform
+        ring = mapping(self.footprint.exterior) if hasattr(self.footprint, "exterior") else mapping(self.footprint)
+        bands = [{"id": str(b), "data_type": {"type": "PixelType", "precision": "int", "min": 0, "max": 65535},
+                  "dimensions": [self.width, self.height], "crs": self.crs,
+                  "crs_transform": [t.a, t.b, t.c, t.d, t.e, t.f]} for b in self.bands]
+        props = {"system:time_start": self.time_ms, "system:index": self.prop("system:index"),
+                 "system:footprint": {"type": "LinearRing", "coordinates": [list(c) for c in ring["coordinates"]]},
+                 **self.properties}
+        return {"type": "Image", "id": self.id, "version": 1, "bands": bands, "properties": props}
 
 
 @dataclass
@@ -84,6 +102,7 @@ class _Img:
     names: list[str] | None = None
     unmask: float | None = None
     to_float: bool = False
+    cast: str | None = None  # a numpy dtype for the output fields (``Image.toUint16``); None: float32
 
 
 class EEError(Exception):
@@ -207,6 +226,9 @@ class Interpreter:
         if name in ("Image.toFloat", "Image.float"):
             img = a["value"] if "value" in a else a["input"]
             return _Img(img.layers, img.bands, img.names, img.unmask, True)
+        if name == "Image.toUint16":
+            img = a["value"]
+            return _Img(img.layers, img.bands, img.names, img.unmask, False, "<u2")
         if name == "Image.constant":
             return float(a["value"])
         if name == "Image.unmask":
@@ -249,11 +271,24 @@ def render(img: _Img, grid: dict[str, Any]) -> np.ndarray:
         valid |= on
     fill = 0.0 if img.unmask is None else img.unmask
     out[:, ~valid] = fill
-    dtype = [(str(n), "<f4") for n in names]
+    dtype = [(str(n), img.cast or "<f4") for n in names]
     result = np.zeros((h, w), dtype=dtype)
     for i, n in enumerate(names):
-        result[str(n)] = out[i]
+        result[str(n)] = out[i] if img.cast is None else np.clip(np.rint(out[i]), 0, 65535)
     return result
+
+
+def info(value: Any) -> Any:
+    """A ``value:compute`` result as Earth Engine answers it: collections and images in ``getInfo`` form."""
+    if isinstance(value, Asset):
+        return value.info()
+    if isinstance(value, list) and value and all(isinstance(x, Asset) for x in value):
+        return {"type": "ImageCollection", "bands": [], "features": [x.info() for x in value]}
+    if isinstance(value, list):
+        return [info(x) for x in value]
+    if isinstance(value, dict):
+        return {k: info(v) for k, v in value.items()}
+    return value
 
 
 class EarthEngineServer:
@@ -413,7 +448,7 @@ class _Handler(BaseHTTPRequestHandler):
             try:
                 value = self.app.interpreter.run(body["expression"])
                 if route == "compute":
-                    self._send(200, json.dumps({"result": value}).encode())
+                    self._send(200, json.dumps({"result": info(value)}).encode())
                     return
                 time.sleep(self.app.latency_s)
                 if not isinstance(value, _Img):
