@@ -17,9 +17,7 @@ def sample_command(
     n: Annotated[int, typer.Option("--n", help="Number of patches (patch_0 .. patch_{N-1}).")],
     imagery: Annotated[
         str,
-        typer.Option(
-            "--imagery", help="local:DIR (12-band GeoTIFF scenes) or stac:URL; gee:PROJECT is not implemented yet."
-        ),
+        typer.Option("--imagery", help="local:DIR (12-band GeoTIFF scenes), stac:URL or gee:PROJECT (Earth Engine)."),
     ],
     out: Annotated[str, typer.Option("--out", help="Output folder (resumable).")],
     seed: Annotated[int, typer.Option("--seed", help="Same seed, same patches.")] = 0,
@@ -37,9 +35,15 @@ def sample_command(
     no_land: Annotated[
         bool, typer.Option("--no-land", help="With --by land: do not require land (uniform by area).")
     ] = False,
-    collection: Annotated[str, typer.Option("--collection", help="STAC collection.")] = "sentinel-2-l2a",
+    collection: Annotated[
+        str,
+        typer.Option(
+            "--collection",
+            help="STAC collection; with gee: an Earth Engine one (sentinel-2-l2a = COPERNICUS/S2_SR_HARMONIZED).",
+        ),
+    ] = "sentinel-2-l2a",
     max_scenes: Annotated[
-        int, typer.Option("--max-scenes", help="--by scene with stac: at most this many scenes searched.")
+        int, typer.Option("--max-scenes", help="--by scene with stac: or gee: at most this many scenes searched.")
     ] = 10_000,
     shard_size: Annotated[int, typer.Option("--shard-size", help="Patches per shard (the unit of resume).")] = 1000,
     max_tries: Annotated[int, typer.Option("--max-tries", help="Draws per patch before it is a failed row.")] = 20,

@@ -65,8 +65,13 @@ class GeeScenes:
 
     def describe(self) -> dict[str, object]:
         c = self.client
-        return {"kind": "gee", "project": c.project, "url": c.url, "collection": self.collection,
-                "credentials": c.credential_kind}
+        return {
+            "kind": "gee",
+            "project": c.project,
+            "url": c.url,
+            "collection": self.collection,
+            "credentials": c.credential_kind,
+        }
 
     def _check_collection(self) -> None:
         """A missing or inaccessible --collection is a start-up error, not N failed rows."""
@@ -119,8 +124,9 @@ class GeeScenes:
         seen, after = 0, None
         while seen < self.max_scenes:
             limit = min(PAGE, self.max_scenes - seen)
-            page = self._list(f"scenes of {self.collection} in {region or 'the world'}",
-                              self._query(flt, geometry, after, limit))
+            page = self._list(
+                f"scenes of {self.collection} in {region or 'the world'}", self._query(flt, geometry, after, limit)
+            )
             seen += len(page)
             found.extend(self._scene(f) for f in page)
             if len(page) < limit:
@@ -177,8 +183,14 @@ class GeeScenes:
             "fileFormat": "NUMPY_NDARRAY",
             "grid": {
                 "dimensions": {"width": size, "height": size},
-                "affineTransform": {"scaleX": a, "shearX": b, "translateX": x, "shearY": d, "scaleY": e,
-                                    "translateY": y},
+                "affineTransform": {
+                    "scaleX": a,
+                    "shearX": b,
+                    "translateX": x,
+                    "shearY": d,
+                    "scaleY": e,
+                    "translateY": y,
+                },
                 "crsCode": scene.crs,
             },
         }
@@ -205,9 +217,7 @@ def _sorted(scenes: Any, flt: SceneFilter) -> list[Scene]:
     return sorted((s for s in scenes if s is not None and flt.keeps(s)), key=lambda s: s.scene_id)
 
 
-def _footprint(
-    geom: Any, crs: str, t: tuple[float, ...], width: int, height: int
-) -> tuple[float, float, float, float]:
+def _footprint(geom: Any, crs: str, t: tuple[float, ...], width: int, height: int) -> tuple[float, float, float, float]:
     """WGS84 bounds of ``system:footprint``; the grid's bounds when it is absent."""
     coords = np.asarray(_flatten(geom.get("coordinates") if isinstance(geom, dict) else None), dtype=float)
     if coords.size >= 2 and np.isfinite(coords).all():
@@ -215,8 +225,7 @@ def _footprint(
         return float(xy[:, 0].min()), float(xy[:, 1].min()), float(xy[:, 0].max()), float(xy[:, 1].max())
     x0, y0 = t[2], t[5]
     x1, y1 = x0 + t[0] * width, y0 + t[4] * height
-    w, s, e, n = transform_bounds(crs, "EPSG:4326", min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1),
-                                  densify_pts=21)
+    w, s, e, n = transform_bounds(crs, "EPSG:4326", min(x0, x1), min(y0, y1), max(x0, x1), max(y0, y1), densify_pts=21)
     return float(w), float(s), float(e), float(n)
 
 

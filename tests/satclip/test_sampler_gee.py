@@ -110,8 +110,10 @@ def test_gee_patches_equal_direct_reads_with_provenance(server, files, tmp_path)
     assert len(pix) == 6
     x0 = {ID.format(s[0]): X0 + s[1] for s in SCENES}
     want = sorted((x0[r["scene_id"]] + 10 * int(r["col_off"]), Y0 - 10 * int(r["row_off"])) for r in rows)
-    assert sorted((b["grid"]["affineTransform"]["translateX"], b["grid"]["affineTransform"]["translateY"])
-                  for b in pix) == want
+    assert (
+        sorted((b["grid"]["affineTransform"]["translateX"], b["grid"]["affineTransform"]["translateY"]) for b in pix)
+        == want
+    )
     for body in pix:
         grid = body["grid"]
         assert grid["crsCode"] == CRS and grid["dimensions"] == {"width": 256, "height": 256}
@@ -205,8 +207,13 @@ def test_scene_vanishing_after_the_search(server, files, tmp_path) -> None:
 def test_partly_nodata_scene_is_rejected(files, env, tmp_path, monkeypatch) -> None:
     # a one-window scene whose left 40 % is S2 nodata (0, masked on Earth Engine): never a patch
     bad = write_scene(tmp_path / "rasters" / "bad.tif", 256, 256, seed=9, x0=X0 + 80_000, zero_cols=102)
-    extra = Asset(ID.format("20220620T102559_20220620T102602_T32UQC"), bad, list(EE_BANDS), "2022-06-20T10:35:00Z",
-                  {"CLOUDY_PIXEL_PERCENTAGE": 2.0})
+    extra = Asset(
+        ID.format("20220620T102559_20220620T102602_T32UQC"),
+        bad,
+        list(EE_BANDS),
+        "2022-06-20T10:35:00Z",
+        {"CLOUDY_PIXEL_PERCENTAGE": 2.0},
+    )
     assets = [*_assets(files), extra]
     with EarthEngineServer(assets, token=TOKEN) as srv:
         monkeypatch.setenv("SKYSCRIPT_EE_URL", srv.url)
@@ -254,9 +261,16 @@ def test_real_sentinel2_patches_over_gee(env, tmp_path, shared_data, monkeypatch
     """Real S2 L2A patches as Earth Engine images: one-window scenes, read back exactly."""
     sources = sorted((shared_data / "imagery" / "sentinel2").glob("example_s2_patch_*.tif"))[:3]
     assert sources
-    assets = [Asset(ID.format(f"20210701T000000_20210701T000000_T{k:05d}"), p, list(EE_BANDS),
-                    "2021-07-01T10:00:00Z", {"CLOUDY_PIXEL_PERCENTAGE": 3.0, "MGRS_TILE": f"T{k}"})
-              for k, p in enumerate(sources)]
+    assets = [
+        Asset(
+            ID.format(f"20210701T000000_20210701T000000_T{k:05d}"),
+            p,
+            list(EE_BANDS),
+            "2021-07-01T10:00:00Z",
+            {"CLOUDY_PIXEL_PERCENTAGE": 3.0, "MGRS_TILE": f"T{k}"},
+        )
+        for k, p in enumerate(sources)
+    ]
     originals = {a.id: a.path for a in assets}
     with EarthEngineServer(assets, token=TOKEN) as srv:
         monkeypatch.setenv("SKYSCRIPT_EE_URL", srv.url)
