@@ -282,3 +282,18 @@ def test_real_sentinel2_patches_over_gee(env, tmp_path, shared_data, monkeypatch
         with rasterio.open(out / "images" / r["fn"]) as ds, rasterio.open(originals[r["scene_id"]]) as src:
             np.testing.assert_array_equal(ds.read(), src.read())
             assert ds.crs == src.crs and ds.transform == src.transform
+
+
+@pytest.mark.slow
+def test_dask_local_executor_reopens_gee_in_workers(server, tmp_path) -> None:
+    from pipeline.satclip.distribute import sample_on
+
+    cfg = SampleConfig(n=4, seed=6, by="scene", shard_size=2)
+    sample(cfg, _source(), tmp_path / "a")
+    # workers reopen gee:my-project themselves (endpoint and token from the environment they inherit)
+    result = sample_on("dask-local:2", cfg, "gee:my-project", tmp_path / "b", workers=2)
+    assert result["written"]["ok"] == 4
+    assert (tmp_path / "a" / "index.csv").read_bytes() == (tmp_path / "b" / "index.csv").read_bytes()
+    for s in range(2):
+        name = f"{s:05d}.tar"
+        assert (tmp_path / "a" / "shards" / name).read_bytes() == (tmp_path / "b" / "shards" / name).read_bytes()
