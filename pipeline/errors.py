@@ -35,6 +35,19 @@ class OutputConflictError(SkyScriptError, FileExistsError):
     """The output folder holds a run made with a different config."""
 
 
+def require_local_out(out: str, command: str) -> None:
+    """Refuse an object-storage ``--out`` where a command writes only to local folders (one line,
+    instead of silently writing a local folder named ``s3:``)."""
+    import re
+
+    text = str(out)
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]+:/", text):  # s3://..., also as pathlib renders it (s3:/...)
+        raise BadInputError(
+            f"--out {text!r}: {command} writes to a local folder only; object storage (s3://) is supported by "
+            "skyscript build and the dataset commands. Write locally, then copy (e.g. `aws s3 sync`)."
+        )
+
+
 def require_file(path: str, what: str, hint: str = "") -> None:
     """Raise :class:`InputFileError` unless ``path`` is a readable file."""
     import os

@@ -451,3 +451,21 @@ def test_bad_osm_input_writes_nothing_to_s3(area: FakeArea, s3: S3Server, tmp_pa
     with pytest.raises(InputFileError, match=r"missing\.osm"):
         build(inputs, load_config(preset="tiny"), log=_quiet)
     assert _keys(s3, "bad-osm") == []  # the start-up probe was deleted again, nothing else written
+
+
+def test_commands_without_object_storage_refuse_s3_out_in_one_line(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+    from pipeline.demo import bundled_sample
+
+    imagery = bundled_sample()[1]  # any real raster folder
+    csv = tmp_path / "photos.csv"
+    csv.write_text("id,lat,lon,taken\n1,60.17,24.94,2020-06-01\n")
+    res = CliRunner().invoke(app, ["build-graft", "--photos", str(csv), "--imagery", imagery, "--out",
+                                   "s3://bucket/graft"])
+    assert res.exit_code == 2 and "local folder only" in res.output, res.output
+    assert not (Path.cwd() / "s3:").exists()
+    res = CliRunner().invoke(app, ["satclip", "sample", "--n", "2", "--imagery", imagery, "--out",
+                                   "s3://bucket/s2"])
+    assert res.exit_code == 2 and "local folder only" in res.output, res.output

@@ -27,7 +27,7 @@ from typing import Any
 
 from pyproj import Transformer
 
-from pipeline.errors import BadInputError, ImageryError, OutputConflictError
+from pipeline.errors import BadInputError, ImageryError, OutputConflictError, require_local_out
 from pipeline.graft.fetch import PhotoFetcher
 from pipeline.graft.photos import ColumnSpec
 from pipeline.graft.plan import PLAN_FILES, is_plan_dir, read_plan, write_plan
@@ -133,6 +133,7 @@ def prepare_graft(inputs: GraftInputs, tiling: TilingConfig, cfg: GraftBuildConf
     from pipeline.graft.sources import make_photo_source
     from pipeline.imagery import make_imagery_source
 
+    require_local_out(inputs.out, "build-graft")
     out = Path(inputs.out)
     source = make_imagery_source(inputs.imagery)  # bad specs fail before any work
     identity = {"tiling": asdict(tiling), "build": asdict(cfg), "photos": _photos_identity(inputs.photos),

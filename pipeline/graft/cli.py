@@ -140,6 +140,9 @@ def build_graft_command(
     flickr_endpoint: Endpoint = None, flickr_interval: FlickrInterval = 1.0,
 ) -> None:
     """Build GRAFT-style shards: satellite tile + its ground photos + offsets (resumable)."""
+    from pipeline.errors import require_local_out
+
+    require_local_out(str(out), "build-graft")
     from pipeline.executors import parse_executor
     from pipeline.graft.build import GraftBuildConfig, GraftInputs
     from pipeline.graft.photos import ColumnSpec

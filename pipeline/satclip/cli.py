@@ -59,6 +59,9 @@ def sample_command(
     ] = 0.1,
 ) -> None:
     """Sample 256×256, 12-band uint16 Sentinel-2 patches at 10 m with their centre coordinates."""
+    from pipeline.errors import require_local_out
+
+    require_local_out(str(out), "satclip sample")
     from pipeline.cli_util import err_console
     from pipeline.geo import BBox
     from pipeline.satclip.sampler import SampleConfig, sample

@@ -22,7 +22,7 @@ import shapely
 from shapely.geometry import box as shapely_box
 from shapely.geometry.base import BaseGeometry
 
-from pipeline.errors import BadInputError, OutputConflictError
+from pipeline.errors import BadInputError, OutputConflictError, require_local_out
 from pipeline.osm.landmask import LandMask
 from pipeline.satclip import draw
 from pipeline.satclip.output import PatchShard, encode_patch, is_done, patch_name, provenance_tags, write_index
@@ -237,6 +237,7 @@ def sample(
 
     if workers < 1:
         raise BadInputError(f"--workers must be at least 1, got {workers}")
+    require_local_out(str(out), "satclip sample")
     out = Path(out)
     check_output(out, cfg, source)
     sweep(out)
