@@ -5,6 +5,9 @@
   baseline: a bare rasterio read of the same windows plus an uncompressed GeoTIFF write.
 - ``sample stac``: the same sampling from a loopback STAC API serving one COG per band over
   HTTP range requests (the shape of a Planetary Computer / Earth Search read).
+- ``sample gee``: the same sampling from the loopback Earth Engine REST server (one listing,
+  then one computePixels per patch, ``--ee-latency`` seconds per pixel answer); baseline: the
+  local sampler over the same rasters, in the same run.
 - ``harmonics``: our recurrence vs scipy's ``sph_harm_y`` evaluated per (l, m), L = 10 and 40.
 - ``encoder``: the L = 40, 512-wide SIREN location encoder in float64, points per second.
 
@@ -93,6 +96,42 @@ def bench_sampler(tmp: Path, n: int) -> None:
     print(f"sample stac, 4 threads: {m / t_stac4:8.1f} patches/s ({t_stac / t_stac4:.2f}× 1 thread)")
 
 
+def bench_gee(tmp: Path, n: int, latency_s: float) -> None:
+    import os
+
+    from pipeline.satclip.gee import EE_BANDS, EE_COLLECTION, GeeScenes
+    from tests.servers.earth_engine import Asset, EarthEngineServer
+
+    folder = tmp / "gee_rasters"
+    assets = []
+    for k in range(2):
+        path = write_scene(folder / f"g{k}.tif", 1098, 1098, seed=k, x0=X0 + k * 20_000)
+        props = {"CLOUDY_PIXEL_PERCENTAGE": 3.0, "MGRS_TILE": "32UMB", "SPACECRAFT_NAME": "Sentinel-2A"}
+        assets.append(Asset(f"{EE_COLLECTION}/2022060{k}T000000_T32UMB", path, list(EE_BANDS), "2022-06-01", props))
+    cfg = SampleConfig(n=n, seed=0, by="scene", shard_size=n)
+    t0 = time.perf_counter()
+    sample(cfg, LocalScenes(folder), tmp / "gee_local", workers=1)
+    t_local = time.perf_counter() - t0
+    os.environ.update(SKYSCRIPT_EE_TOKEN="bench", SKYSCRIPT_CACHE=str(tmp / "cache"), NO_GCE_CHECK="true")
+    with EarthEngineServer(assets, token="bench", latency_s=latency_s) as srv:
+        os.environ["SKYSCRIPT_EE_URL"] = srv.url
+        src = GeeScenes("bench-project")
+        srv.hits.clear()
+        t0 = time.perf_counter()
+        sample(cfg, src, tmp / "gee1", workers=1)
+        t_gee = time.perf_counter() - t0
+        requests = srv.hits["compute"] + srv.hits["pixels"]
+        t0 = time.perf_counter()
+        sample(cfg, src, tmp / "gee8", workers=8)
+        t_gee8 = time.perf_counter() - t0
+    print(
+        f"sample gee   : {n / t_gee:8.1f} patches/s  (loopback EE, {latency_s:.2f} s per pixel answer; "
+        f"{requests} requests, {requests / n:.2f} per patch; local sampler same run {n / t_local:.1f}/s, "
+        f"ratio {t_local / t_gee:.2f})"
+    )
+    print(f"sample gee, 8 threads: {n / t_gee8:8.1f} patches/s ({t_gee / t_gee8:.2f}× 1 thread)")
+
+
 def scipy_sh(lonlat: np.ndarray, big_l: int) -> np.ndarray:
     from scipy.special import sph_harm_y
 
@@ -135,10 +174,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--n", type=int, default=60)
     ap.add_argument("--points", type=int, default=20000)
+    ap.add_argument("--ee-latency", type=float, default=0.2, help="seconds per computePixels answer (loopback EE)")
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="bench_satclip_"))
     try:
         bench_sampler(tmp, args.n)
+        bench_gee(tmp, max(8, args.n // 2), args.ee_latency)
         bench_harmonics(args.points)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
