@@ -186,6 +186,8 @@ class GeeSource:
                 # fetching the algorithm list when an earlier Initialize in this process did it).
                 ee.data.computeValue(ee.Number(1))
             except Exception as exc:
+                # ee now holds the failed settings: forget the last good ones so the next start re-initialises.
+                _INITIALISED.clear()
                 raise BadInputError(f"cannot start Earth Engine at {self.url} for project {self.project!r} "
                                     f"with {self.credential_kind} credentials: {_short(exc)}") from exc
             _INITIALISED.update(key=key, http=http)
