@@ -141,9 +141,10 @@ def map_shards(
     else:
         client = connect(arg)
     try:
-        # The context (config, the indexed imagery source) goes to every worker once, not per task.
-        shared_ctx = client.scatter(ctx, broadcast=True, hash=False)
-        futures = [client.submit(worker, t, shared_ctx, pure=False) for t in tasks]
+        # The context carries the imagery source indexed once by the planner (never re-indexed by a
+        # worker). It is sent with each task rather than scattered: scattered data dies with a worker,
+        # and a shard retried after a worker death must not depend on it.
+        futures = [client.submit(worker, t, ctx, pure=False) for t in tasks]
         errors = []
         for fut in as_completed(futures):
             if fut.status == "error":
