@@ -206,23 +206,35 @@ class ShardWriter:
         """Publish tar, then parquet, then stats (the done marker). Returns the stats."""
         self._tar.close()
         self._stream.close()
-        parquet_tmp = temp_path(self._paths["parquet"])
-        pq.write_table(pa.Table.from_pylist(self.rows, schema=ROW_SCHEMA), parquet_tmp)
         stats = self.stats()
-        stats_tmp = temp_path(self._paths["stats"])
-        stats_tmp.write_text(json.dumps(stats, indent=1, sort_keys=True))
-        os.replace(self._tar_tmp, self._paths["tar"])
-        os.replace(parquet_tmp, self._paths["parquet"])
-        os.replace(stats_tmp, self._paths["stats"])
+        publish_shard(self._paths, self._tar_tmp, pa.Table.from_pylist(self.rows, schema=ROW_SCHEMA), stats)
         return stats
 
     def abort(self) -> None:
         """Drop everything written so far (the shard stays not-done)."""
-        try:
-            self._tar.close()
-        finally:
-            self._stream.close()
-            self._tar_tmp.unlink(missing_ok=True)
+        abort_tar(self._tar, self._stream, self._tar_tmp)
+
+
+def publish_shard(paths: dict[str, Path], tar_tmp: Path, rows: pa.Table, stats: dict[str, Any]) -> None:
+    """Publish a shard whose tar is complete at ``tar_tmp``: the tar, then the parquet rows, then the
+    stats file (the done marker), each written under a temporary name and renamed into place — so a
+    killed writer never leaves a shard that looks finished. Shared by every shard writer."""
+    parquet_tmp = temp_path(paths["parquet"])
+    pq.write_table(rows, parquet_tmp)
+    stats_tmp = temp_path(paths["stats"])
+    stats_tmp.write_text(json.dumps(stats, indent=1, sort_keys=True))
+    os.replace(tar_tmp, paths["tar"])
+    os.replace(parquet_tmp, paths["parquet"])
+    os.replace(stats_tmp, paths["stats"])
+
+
+def abort_tar(tar: Any, stream: Any, tar_tmp: Path) -> None:
+    """Close a half-written shard's tar and drop it (the shard stays not-done)."""
+    try:
+        tar.close()
+    finally:
+        stream.close()
+        tar_tmp.unlink(missing_ok=True)
 
 
 def done_shards(shards_dir: Path) -> list[int]:

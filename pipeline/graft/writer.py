@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -19,13 +18,12 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import webdataset as wds
 from PIL import Image
 
 from storage.atomic import temp_path
+from storage.shards import TMP_MARK, abort_tar, done_shards, is_done, publish_shard, shard_paths, sweep_temporaries
+from storage.tar import SampleTarWriter
 
-SHARD_DIGITS = 5
-TMP_MARK = ".tmp-"
 TAR_MTIME = 0.0  # byte-identical shards on re-runs
 
 ROW_SCHEMA = pa.schema([
@@ -37,32 +35,6 @@ ROW_SCHEMA = pa.schema([
     ("gsd", pa.float64()), ("n_photos", pa.int32()), ("n_photos_ok", pa.int32()),
     ("photo_errors", pa.string()), ("sat_bytes", pa.int64()), ("photo_bytes", pa.int64()),
 ])
-
-
-def shard_paths(shards_dir: Path, index: int) -> dict[str, Path]:
-    stem = f"{index:0{SHARD_DIGITS}d}"
-    return {"tar": shards_dir / f"{stem}.tar", "parquet": shards_dir / f"{stem}.parquet",
-            "stats": shards_dir / f"{stem}_stats.json"}
-
-
-def is_done(shards_dir: Path, index: int) -> bool:
-    return shard_paths(shards_dir, index)["stats"].is_file()
-
-
-def done_shards(shards_dir: Path) -> list[int]:
-    if not shards_dir.is_dir():
-        return []
-    return sorted(int(p.name.split("_")[0]) for p in shards_dir.glob("*_stats.json"))
-
-
-def sweep_temporaries(shards_dir: Path) -> int:
-    n = 0
-    if shards_dir.is_dir():
-        for p in shards_dir.iterdir():
-            if TMP_MARK in p.name:
-                p.unlink(missing_ok=True)
-                n += 1
-    return n
 
 
 def encode_jpeg(pixels: np.ndarray, quality: int) -> bytes:
@@ -85,7 +57,7 @@ class GraftShardWriter:
         self._paths = shard_paths(self.shards_dir, self.index)
         self._tar_tmp = temp_path(self._paths["tar"])
         self._stream = open(self._tar_tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
-        self._tar = wds.TarWriter(self._stream, encoder=False, mtime=TAR_MTIME)
+        self._tar = SampleTarWriter(self._stream, mtime=TAR_MTIME)
         self._keys: set[str] = set()
 
     def _row(self, key: str, **values: Any) -> dict[str, Any]:
@@ -131,22 +103,12 @@ class GraftShardWriter:
         """Publish tar, then parquet, then stats (the done marker)."""
         self._tar.close()
         self._stream.close()
-        parquet_tmp = temp_path(self._paths["parquet"])
-        pq.write_table(pa.Table.from_pylist(self.rows, schema=ROW_SCHEMA), parquet_tmp)
         stats = self.stats()
-        stats_tmp = temp_path(self._paths["stats"])
-        stats_tmp.write_text(json.dumps(stats, indent=1, sort_keys=True))
-        os.replace(self._tar_tmp, self._paths["tar"])
-        os.replace(parquet_tmp, self._paths["parquet"])
-        os.replace(stats_tmp, self._paths["stats"])
+        publish_shard(self._paths, self._tar_tmp, pa.Table.from_pylist(self.rows, schema=ROW_SCHEMA), stats)
         return stats
 
     def abort(self) -> None:
-        try:
-            self._tar.close()
-        finally:
-            self._stream.close()
-            self._tar_tmp.unlink(missing_ok=True)
+        abort_tar(self._tar, self._stream, self._tar_tmp)
 
 
 def read_rows(shards_dir: Path) -> pa.Table:
@@ -156,3 +118,6 @@ def read_rows(shards_dir: Path) -> pa.Table:
 
 def shard_urls(shards_dir: Path) -> list[str]:
     return [str(shard_paths(shards_dir, i)["tar"]) for i in done_shards(shards_dir)]
+
+
+__all__ = ["TMP_MARK", "done_shards", "is_done", "read_rows", "shard_paths", "sweep_temporaries"]

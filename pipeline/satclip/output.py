@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -20,12 +19,13 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-import webdataset as wds
 from rasterio.io import MemoryFile
 from rasterio.transform import Affine
 
 from pipeline.satclip.scenes import S2_BANDS, Scene
 from storage.atomic import publishing, temp_path
+from storage.shards import abort_tar, done_shards, publish_shard, shard_paths
+from storage.tar import SampleTarWriter
 
 ROW_SCHEMA = pa.schema(
     [
@@ -112,14 +112,6 @@ def encode_patch(pixels: np.ndarray, scene: Scene, col_off: int, row_off: int, t
         return bytes(mf.read())
 
 
-def shard_paths(shards_dir: Path, shard: int) -> dict[str, Path]:
-    stem = f"{shard:05d}"
-    return {
-        k: shards_dir / f"{stem}{suffix}"
-        for k, suffix in (("tar", ".tar"), ("parquet", ".parquet"), ("stats", "_stats.json"))
-    }
-
-
 def is_done(shards_dir: Path, shard: int) -> bool:
     return shard_paths(shards_dir, shard)["stats"].is_file()
 
@@ -141,7 +133,7 @@ class PatchShard:
         self._paths = shard_paths(self.shards_dir, self.shard)
         self._tar_tmp = temp_path(self._paths["tar"])
         self._stream = open(self._tar_tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
-        self._tar = wds.TarWriter(self._stream, encoder=False, mtime=0.0)
+        self._tar = SampleTarWriter(self._stream, mtime=0.0)
 
     def add_patch(self, row: dict[str, Any], tif: bytes) -> None:
         with publishing(self.out / "images" / row["fn"]) as tmp:
@@ -170,28 +162,16 @@ class PatchShard:
         self._tar.close()
         self._stream.close()
         rows = [{k: r.get(k) for k in ROW_SCHEMA.names} for r in self.rows]
-        parquet_tmp = temp_path(self._paths["parquet"])
-        pq.write_table(pa.Table.from_pylist(rows, schema=ROW_SCHEMA), parquet_tmp)
         stats = self.stats()
-        stats_tmp = temp_path(self._paths["stats"])
-        stats_tmp.write_text(json.dumps(stats, indent=1, sort_keys=True))
-        os.replace(self._tar_tmp, self._paths["tar"])
-        os.replace(parquet_tmp, self._paths["parquet"])
-        os.replace(stats_tmp, self._paths["stats"])
+        publish_shard(self._paths, self._tar_tmp, pa.Table.from_pylist(rows, schema=ROW_SCHEMA), stats)
         return stats
 
     def abort(self) -> None:
-        try:
-            self._tar.close()
-        finally:
-            self._stream.close()
-            self._tar_tmp.unlink(missing_ok=True)
+        abort_tar(self._tar, self._stream, self._tar_tmp)
 
 
 def read_rows(out: Path) -> pa.Table:
-    shards_dir = out / "shards"
-    done = sorted(int(p.name.split("_")[0]) for p in shards_dir.glob("*_stats.json")) if shards_dir.is_dir() else []
-    tables = [pq.read_table(shard_paths(shards_dir, i)["parquet"]) for i in done]
+    tables = [pq.read_table(shard_paths(out / "shards", i)["parquet"]) for i in done_shards(out / "shards")]
     return pa.concat_tables(tables) if tables else ROW_SCHEMA.empty_table()
 
 
