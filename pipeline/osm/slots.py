@@ -1,14 +1,5 @@
-"""A per-endpoint concurrency limit that holds across threads, processes *and* a Dask cluster.
-
-On one machine each endpoint gets ``limit`` lock files; a request holds an exclusive lock
-(``filelock``, an ``flock`` underneath) on one of them while it runs. The kernel drops the lock
-when the holder exits, even on a crash, so no slot is ever leaked, and every process on the
-machine (local Dask workers, parallel CLI runs) shares the same limit without a coordinator.
-
-On a Dask worker (``--executor dask:tcp://...``) lock files would only limit each machine, so
-the slots become a ``distributed.Semaphore`` named after the endpoint: the scheduler holds the
-leases for every worker of the cluster, and a dead worker's lease expires with it.
-"""
+"""Overpass slots: a per-endpoint concurrency limit shared by every thread, process and Dask worker
+(lock files on one machine, a cluster semaphore on a Dask cluster: :mod:`pipeline.slots`)."""
 
 from __future__ import annotations
 
@@ -20,10 +11,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from filelock import FileLock, Timeout
-
 from pipeline.errors import OsmSourceError
-from pipeline.executors import cluster_semaphore, current_dask_worker
+from pipeline.slots import hold_slot
 
 
 def default_slot_dir() -> Path:
@@ -59,41 +48,13 @@ class EndpointSlots:
     @contextmanager
     def hold(self, endpoint: str, max_wait_s: float = 600.0) -> Iterator[int]:
         """Hold one of ``endpoint``'s slots; yields the slot number (-1 for a cluster lease)."""
-        worker = current_dask_worker() if self.cluster is not False else None
-        if self.cluster and worker is None:
-            raise OsmSourceError(f"cluster-wide slots for {endpoint} need a Dask worker; none runs here")
-        if worker is not None:
-            sem = cluster_semaphore(worker, f"skyscript-slots-{endpoint_tag(endpoint)}", self.limit)
-            if not sem.acquire(timeout=max_wait_s):
-                raise OsmSourceError(
-                    f"no free cluster slot for {endpoint} after {max_wait_s:.0f} s: other workers hold all "
-                    f"{self.limit}; wait for them or raise overpass slots_per_endpoint"
-                )
-            try:
-                yield -1  # cluster leases carry no number
-            finally:
-                sem.release()
-            return
-        self.dir.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + max_wait_s
-        while True:
-            for i, path in enumerate(self._paths(endpoint)):
-                # A fresh lock object per try: each one opens its own file description, so two
-                # threads of one process exclude each other like two processes do. The file stays:
-                # unlinking it on release would let two holders lock two different inodes.
-                lock = FileLock(path, thread_local=False, is_singleton=False, preserve_lock_file=True)
-                try:
-                    lock.acquire(timeout=0)
-                except Timeout:
-                    continue
-                try:
-                    yield i
-                finally:
-                    lock.release()
-                return
-            if time.monotonic() > deadline:
-                raise OsmSourceError(
-                    f"no free local slot for {endpoint} after {max_wait_s:.0f} s: other processes hold "
-                    f"all {self.limit}; wait for them or raise overpass slots_per_endpoint"
-                )
-            self.sleep(self.poll_s)
+
+        def too_long(where: str) -> OsmSourceError:
+            return OsmSourceError(
+                f"no free slot for {endpoint} on {where} after {max_wait_s:.0f} s: others hold all "
+                f"{self.limit}; wait for them or raise overpass slots_per_endpoint"
+            )
+
+        with hold_slot(self._paths(endpoint), f"skyscript-slots-{endpoint_tag(endpoint)}", max_wait_s=max_wait_s,
+                       poll_s=self.poll_s, too_long=too_long, sleep=self.sleep, cluster=self.cluster) as i:
+            yield i
