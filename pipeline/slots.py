@@ -22,7 +22,9 @@ from filelock import FileLock, Timeout
 
 # filelock 4 deletes a lock file on release unless told not to; a deleted file lets two holders lock
 # two different inodes of the same path. Older versions never delete it (and lack the option).
-_KEEP: dict[str, Any] = {"preserve_lock_file": True} if "preserve_lock_file" in inspect.signature(FileLock.__init__).parameters else {}
+_KEEP: dict[str, Any] = (
+    {"preserve_lock_file": True} if "preserve_lock_file" in inspect.signature(FileLock.__init__).parameters else {}
+)
 
 
 @contextmanager
