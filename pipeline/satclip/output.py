@@ -16,7 +16,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# numpy.ma is imported here, once: rasterio's write imports it lazily, and that lazy import from several
+# sampler threads at once trips a CPython 3.11 race ("SystemError: AST constructor recursion depth
+# mismatch", seen in CI).
 import numpy as np
+import numpy.ma
 import pyarrow as pa
 import pyarrow.parquet as pq
 from rasterio.io import MemoryFile
