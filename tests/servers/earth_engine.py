@@ -36,13 +36,12 @@ from __future__ import annotations
 import io
 import json
 import re
-import threading
 import time
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -55,6 +54,8 @@ from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
 from shapely.geometry.base import BaseGeometry
+
+from tests.servers.base import LoopbackServer
 
 
 @dataclass
@@ -291,7 +292,7 @@ def info(value: Any) -> Any:
     return value
 
 
-class EarthEngineServer:
+class EarthEngineServer(LoopbackServer):
     """A threaded loopback Earth Engine REST server; a context manager."""
 
     def __init__(
@@ -304,6 +305,7 @@ class EarthEngineServer:
         hang_s: float = 5.0,
     ) -> None:
         """``collections`` maps collection ids to asset ids; by default each asset's parent path."""
+        super().__init__()
         self.assets = list(assets)
         by_id = {x.id: x for x in self.assets}
         if collections is None:
@@ -321,44 +323,7 @@ class EarthEngineServer:
         self.bodies: list[dict[str, Any]] = []
         self.in_flight = 0
         self.max_in_flight = 0
-        self._faults: dict[str, list[str]] = {}
-        self._lock = threading.Lock()
-        self._httpd: ThreadingHTTPServer | None = None
 
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "server not started"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> EarthEngineServer:
-        handler = type("Handler", (_Handler,), {"app": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._httpd.request_queue_size = 128
-        threading.Thread(target=self._httpd.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> EarthEngineServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
-
-    def inject(self, route: str, faults: Sequence[str]) -> None:
-        with self._lock:
-            self._faults.setdefault(route, []).extend(faults)
-
-    def next_fault(self, route: str) -> str | None:
-        with self._lock:
-            q = self._faults.get(route)
-            return q.pop(0) if q else None
 
     def discovery(self) -> bytes:
         text = resources.files("ee").joinpath("tests/cloud_api_discovery_document.json").read_text()
@@ -463,3 +428,6 @@ class _Handler(BaseHTTPRequestHandler):
             if route == "pixels":
                 with self.app._lock:
                     self.app.in_flight -= 1
+
+
+EarthEngineServer.handler = _Handler

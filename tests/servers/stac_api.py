@@ -26,20 +26,21 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 import time
 import urllib.parse
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import rasterio
 from rasterio.warp import transform_geom
 from shapely.geometry import box, mapping, shape
+
+from tests.servers.base import LoopbackServer
 
 CONFORMS = [
     "https://api.stacspec.org/v1.0.0/core",
@@ -105,7 +106,7 @@ _OPS = {
 }
 
 
-class StacServer:
+class StacServer(LoopbackServer):
     """A threaded loopback STAC API; use as a context manager or call start()/stop()."""
 
     def __init__(
@@ -117,6 +118,7 @@ class StacServer:
         latency_s: float = 0.0,
         file_latency_s: float = 0.0,
     ) -> None:
+        super().__init__()
         self.scenes = list(scenes)
         self.require_token = require_token
         self.hang_s = hang_s
@@ -125,52 +127,14 @@ class StacServer:
         self.hits: Counter[str] = Counter()
         self.range_requests = 0
         self.search_bodies: list[dict[str, Any]] = []
-        self._faults: dict[str, list[str]] = {}
-        self._lock = threading.Lock()
         self._geoms = {s.id: s.footprint() for s in self.scenes}
         self._files: dict[str, Path] = {}
         for s in self.scenes:
             for key, path in s.assets.items():
                 self._files[f"{s.collection}/{s.id}/{key}{Path(path).suffix}"] = Path(path)
-        self._httpd: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle ------------------------------------------------------------------------------
-    @property
-    def url(self) -> str:
-        assert self._httpd is not None, "server not started"
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> StacServer:
-        handler = type("Handler", (_Handler,), {"app": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._httpd is not None:
-            self._httpd.shutdown()
-            self._httpd.server_close()
-            self._httpd = None
-
-    def __enter__(self) -> StacServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # -- faults ---------------------------------------------------------------------------------
-    def inject(self, route: str, faults: Sequence[str]) -> None:
-        with self._lock:
-            self._faults.setdefault(route, []).extend(faults)
 
-    def next_fault(self, route: str) -> str | None:
-        with self._lock:
-            queue = self._faults.get(route)
-            return queue.pop(0) if queue else None
 
     # -- documents ------------------------------------------------------------------------------
     def collection_ids(self) -> list[str]:
@@ -445,3 +409,6 @@ def write_cog(path: Path, src_path: Path, *, window: tuple[int, int, int, int] |
     rio_copy(tmp, path, driver="COG", BLOCKSIZE=256, OVERVIEWS="AUTO")
     tmp.unlink()
     return path
+
+
+StacServer.handler = _Handler
