@@ -7,6 +7,13 @@ import socket
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
+
+# Property tests draw the same examples on every run (here and in CI), so a clean clone never fails
+# on an example nobody has seen; HYPOTHESIS_PROFILE=explore draws new ones to hunt for bugs.
+hypothesis_settings.register_profile("deterministic", derandomize=True)
+hypothesis_settings.register_profile("explore", derandomize=False)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "deterministic"))
 
 for _k, _v in {
     "HF_HUB_OFFLINE": "1",
