@@ -75,3 +75,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "live" in item.keywords:
             item.add_marker(skip_live)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The tiny random open_clip architecture, registered once per session (its name)."""
+    from tests.scoring.shardmaker import register_tiny
+
+    return register_tiny(tmp_path_factory.mktemp("clip_cfg"))
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tiny_model: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Random weights of the tiny model saved as a plain checkpoint (what real weights load like)."""
+    from tests.scoring.shardmaker import save_tiny_checkpoint
+
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")

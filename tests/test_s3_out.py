@@ -284,14 +284,6 @@ def test_sigkill_mid_s3_build_then_rerun_is_lossless(area: FakeArea, s3: S3Serve
     _assert_same_build(clean, _download(s3, "killed", tmp_path / "copy"))
 
 
-@pytest.fixture(scope="module")
-def tiny_ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from tests.scoring.shardmaker import register_tiny, save_tiny_checkpoint
-
-    register_tiny(tmp_path_factory.mktemp("clip_cfg"))
-    return save_tiny_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt")
-
-
 @pytest.mark.slow
 def test_score_filter_split_export_train_eval_on_s3(
     area: FakeArea, s3: S3Server, tiny_ckpt: Path, tmp_path: Path

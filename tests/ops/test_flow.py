@@ -54,14 +54,14 @@ def test_good_parameters_resolve(ops_area: FakeArea, tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.timeout(600)
-def test_flow_builds_scores_and_filters(prefect_server: PrefectServer, ops_area: FakeArea, tmp_path: Path) -> None:
+def test_flow_builds_scores_and_filters(
+    prefect_server: PrefectServer, ops_area: FakeArea, tiny_model: str, tiny_ckpt: Path, tmp_path: Path
+) -> None:
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from flows.build import build_skyscript_flow
-    from tests.scoring.shardmaker import register_tiny, save_tiny_checkpoint
 
-    model = register_tiny(tmp_path / "clip_cfg")
-    ckpt = save_tiny_checkpoint(tmp_path / "tiny.pt")
+    model, ckpt = tiny_model, tiny_ckpt
     out = tmp_path / "scored"
     with temporary_settings(updates={PREFECT_API_URL: prefect_server.api_url}):
         summary = build_skyscript_flow(osm=str(ops_area.osm), imagery=f"local:{ops_area.imagery_dir}", out=str(out),
